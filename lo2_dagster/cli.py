@@ -1,0 +1,148 @@
+"""``lo2-dagster``: generate a sample, run the whole pipeline headless, open the UI."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from lo2_dagster import settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="lo2-dagster", description="LO2 log anomaly detection on Dagster."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    synth = sub.add_parser("synth", help="generate a realistic synthetic LO2 dataset")
+    synth.add_argument("out", type=Path, help="output folder (gets logs/ and metrics/)")
+    synth.add_argument("--runs", type=int, default=3)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--token-lines", type=int, default=None,
+                       help="average lines per token-service file (other services scale)")
+    synth.add_argument("--start-epoch", type=int, default=None, help="first run's epoch (UTC)")
+    synth.add_argument("--no-metrics", action="store_true", help="skip metrics/<run>.csv")
+    synth.set_defaults(func=_synth)
+
+    run = sub.add_parser("run", help="materialize the whole asset graph for every run found")
+    run.add_argument("--root", help=f"LO2 root (default ${settings.ENV_ROOT} or the sample)")
+    run.add_argument("--warehouse", help=f"warehouse root (default ${settings.ENV_WAREHOUSE} "
+                                         "or data/warehouse)")
+    run.add_argument("--runs", nargs="*", metavar="RUN", help="only these run folders")
+    run.add_argument("--log-level", default="WARNING",
+                     help="Dagster log level on the terminal (DEBUG, INFO, WARNING)")
+    run.set_defaults(func=_run)
+
+    ui = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on this DAGSTER_HOME")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--root", help="LO2 root for the sensor and assets")
+    ui.add_argument("--warehouse", help="warehouse root")
+    ui.set_defaults(func=_ui)
+
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+def _export_locations(args: argparse.Namespace) -> None:
+    """Make --root/--warehouse visible to the resources (they read the environment at run)."""
+    if getattr(args, "root", None):
+        os.environ[settings.ENV_ROOT] = str(Path(args.root).expanduser().resolve())
+    if getattr(args, "warehouse", None):
+        os.environ[settings.ENV_WAREHOUSE] = settings.warehouse_root(args.warehouse)
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from lo2_dagster.lib.synth import SynthConfig, generate
+
+    overrides = {"runs": args.runs, "seed": args.seed, "metrics": not args.no_metrics}
+    if args.token_lines is not None:
+        overrides["token_lines"] = args.token_lines
+    if args.start_epoch is not None:
+        overrides["start_epoch"] = args.start_epoch
+    summary = generate(args.out, SynthConfig(**overrides))
+    mb = summary.bytes / 1e6
+    print(f"wrote {len(summary.runs)} runs, {summary.files} files, {summary.lines:,} lines, "
+          f"{mb:.1f} MB to {summary.root} in {summary.seconds:.1f} s "
+          f"({mb / max(summary.seconds, 1e-9):.0f} MB/s)")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    _export_locations(args)
+    home = settings.prepare_dagster_home()
+    import dagster as dg
+
+    from lo2_dagster.definitions import defs
+    from lo2_dagster.lib.layout import LayoutError, discover_runs
+    from lo2_dagster.pipeline import add_run_partitions, materialize_all
+
+    root = settings.lo2_root()
+    try:
+        runs = discover_runs(root)
+    except LayoutError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.runs:
+        unknown = sorted(set(args.runs) - set(runs))
+        if unknown:
+            print(f"error: no such run folder(s) under {root}: {', '.join(unknown)}",
+                  file=sys.stderr)
+            return 2
+        runs = [r for r in runs if r in set(args.runs)]
+    if not runs:
+        print(f"error: no run folders under {root} (expected {root}/logs/<run>/<test_case>/"
+              "*.log). Generate some with `lo2-dagster synth DIR` and pass --root DIR.",
+              file=sys.stderr)
+        return 2
+
+    warehouse = settings.warehouse_root()
+    print(f"LO2 root:     {root} ({len(runs)} runs)")
+    print(f"warehouse:    {warehouse}")
+    print(f"DAGSTER_HOME: {home}")
+    started = time.perf_counter()
+    with dg.DagsterInstance.get() as instance:
+        added = add_run_partitions(instance, runs)
+        if added:
+            print(f"added {len(added)} run partition(s)")
+        outcomes = materialize_all(defs(), instance, runs, log_level=args.log_level.upper())
+    _summary(outcomes, runs, warehouse, time.perf_counter() - started)
+    return 0 if all(o.success for o in outcomes) else 1
+
+
+def _summary(outcomes: list, runs: Sequence[str], warehouse: str, seconds: float) -> None:
+    """The few numbers a user wants after a run, and where to look next."""
+    totals: dict[str, int] = {}
+    for outcome in outcomes:
+        for asset, values in outcome.metadata.items():
+            rows = values.get("dagster/row_count")
+            if isinstance(rows, int):
+                totals[asset] = totals.get(asset, 0) + rows
+    failed = [o for o in outcomes if not o.success]
+    print()
+    print(f"done in {seconds:.1f} s: {len(runs)} runs, {len(outcomes)} Dagster runs, "
+          f"{len(failed)} failed")
+    for asset, rows in totals.items():
+        print(f"  {asset:<24} {rows:>12,} rows")
+    for o in failed:
+        print(f"  FAILED {o.partition or 'all runs'}: {o.error}")
+    print(f"files:  {warehouse}/lo2/<asset>/<run>.parquet")
+    print("UI:     lo2-dagster ui   -> http://127.0.0.1:3000 (Assets, Runs)")
+
+
+def _ui(args: argparse.Namespace) -> int:
+    _export_locations(args)
+    home = settings.prepare_dagster_home()
+    print(f"DAGSTER_HOME={home}; UI on http://{args.host}:{args.port}", flush=True)
+    cmd = [sys.executable, "-m", "dagster", "dev", "-h", args.host, "-p", str(args.port),
+           "-w", str(settings.REPO_ROOT / "workspace.yaml")]
+    return subprocess.call(cmd, cwd=settings.REPO_ROOT)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""The code location: every domain under ``lo2_dagster/defs``, run in-process.
+
+In-process execution is a deliberate policy: per-run assets are sequential steps, and the
+multiprocess executor costs 11-16 s of start-up per run on a 2-core machine.
+"""
+
+import warnings
+from pathlib import Path
+
+import dagster as dg
+
+# Data versions from file contents (Output(data_version=...)) are the point of the ingest
+# assets; Dagster marks that parameter beta, which would warn on every materialization.
+warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*data_version.*")
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions.merge(
+        dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
+        dg.Definitions(executor=dg.in_process_executor),
+    )

@@ -1,0 +1,187 @@
+"""Raw events and raw sequences of one run, read from its log files."""
+
+import time
+
+import dagster as dg
+import polars as pl
+
+from lo2_dagster.defs.ingest.partitions import RUNS
+from lo2_dagster.defs.keys import LINE_ACCOUNTING_CHECK, RAW_EVENTS, RAW_SEQUENCES
+from lo2_dagster.defs.resources import Lo2Root
+from lo2_dagster.lib import loader
+from lo2_dagster.lib.layout import LayoutError
+from lo2_dagster.lib.names import InvalidRunKey, validate_run_key
+from lo2_dagster.meta import bullet_list, column_schema, table
+
+EVENT_COLUMNS = {
+    "row_id": "Row number within the run (test case, service, line order); key with run.",
+    "m_message": "Message text after ' - '; continuation lines (stack traces) newline-joined.",
+    "seq_id": "<run>__<test_case>__<service>: one service log of one test case.",
+    "normal": "test_case == 'correct' (label of the folder, not of the line).",
+    "anomaly": "not normal.",
+    "m_timestamp": "UTC time; the date comes from the run's epoch, midnight crossings roll over.",
+    "correlation_id": "Request correlation id; null on Hazelcast and start-up threads.",
+    "line_no": "1-based line of the event's header in its file.",
+}
+SEQUENCE_COLUMNS = {
+    "m_message": "The messages of the sequence's events, newline-joined, in file order.",
+    "start_time": "First event time.",
+    "end_time": "Last event time.",
+    "n_events": "Number of events.",
+}
+
+
+class RawEventsConfig(dg.Config):
+    """How a run's files are read."""
+
+    trim_lines: int = loader.DEFAULT_TRIM_LINES
+    """Lines dropped at the head of every file (container start-up output), as LogLead does."""
+
+
+@dg.asset(
+    key=RAW_EVENTS,
+    partitions_def=RUNS,
+    group_name="ingest",
+    code_version=f"parser-{loader.PARSER_VERSION}",
+    kinds={"polars", "parquet"},
+    owners=["team:lo2"],
+    check_specs=[dg.AssetCheckSpec(LINE_ACCOUNTING_CHECK, asset=RAW_EVENTS)],
+    description=(
+        "One row per log event of one LO2 run (all test cases x 7 services). Every physical "
+        "line is accounted for in the metadata: trimmed, blank, event, continuation, rejected. "
+        "The data version is a hash of the run's file contents and the read settings."
+    ),
+)
+def raw_events(context: dg.AssetExecutionContext, config: RawEventsConfig, lo2_root: Lo2Root):
+    run = _run_key(context)
+    started = time.perf_counter()
+    try:
+        loaded = loader.load_run(
+            lo2_root.resolve(), run, config.trim_lines, progress=context.log.info
+        )
+    except LayoutError as e:
+        raise dg.Failure(description=str(e)) from e
+    totals = loaded.totals()
+    seconds = time.perf_counter() - started
+    context.log.info(
+        f"{run}: {totals['event']:,} events from {totals['lines']:,} lines in "
+        f"{len(loaded.files)} files ({totals['bytes'] / 1e6:.1f} MB) in {seconds:.1f} s"
+    )
+    yield dg.Output(
+        loaded.events,
+        data_version=dg.DataVersion(loaded.fingerprint),
+        metadata=_events_metadata(loaded, totals, seconds),
+    )
+    yield _line_accounting_check(loaded)
+
+
+@dg.asset(
+    key=RAW_SEQUENCES,
+    ins={"events": dg.AssetIn(RAW_EVENTS)},
+    partitions_def=RUNS,
+    group_name="ingest",
+    code_version="1",
+    kinds={"polars", "parquet"},
+    owners=["team:lo2"],
+    description=(
+        "One row per sequence (seq_id = run x test case x service): the joined messages, the "
+        "folder label and the time span. LO2's natural unit of detection."
+    ),
+)
+def raw_sequences(context: dg.AssetExecutionContext, events: pl.LazyFrame) -> dg.Output:
+    sequences = loader.build_sequences(events)
+    by_service = (
+        sequences.group_by("service")
+        .agg(pl.len().alias("sequences"), pl.col("n_events").sum().alias("events"))
+        .sort("service")
+    )
+    return dg.Output(
+        sequences,
+        metadata={
+            "dagster/row_count": len(sequences),
+            "dagster/column_schema": column_schema(sequences.schema, SEQUENCE_COLUMNS),
+            "normal_sequences": int(sequences["normal"].sum()),
+            "anomalous_sequences": int(sequences["anomaly"].sum()),
+            "test_cases": sequences["test_case"].n_unique(),
+            "per_service": table(by_service),
+        },
+    )
+
+
+def _run_key(context: dg.AssetExecutionContext) -> str:
+    """The partition key, validated as a run folder name (a bad key fails with the fix)."""
+    try:
+        return validate_run_key(context.partition_key)
+    except InvalidRunKey as e:
+        raise dg.Failure(description=str(e)) from e
+
+
+def _events_metadata(
+    loaded: loader.RunLoad, totals: dict[str, int], seconds: float
+) -> dict[str, object]:
+    """What a user asks of an ingest: where every line went, what was read, what was odd."""
+    files = loaded.files
+    per_service = (
+        files.group_by("service")
+        .agg(
+            pl.len().alias("files"),
+            pl.col("bytes").sum(),
+            pl.col("lines").sum(),
+            pl.col("event").sum().alias("events"),
+            pl.col("continuation").sum().alias("continuation_lines"),
+        )
+        .sort("service")
+    )
+    rejected = {f"rejected_lines/{r}": totals[r] for r in loader.REJECT_REASONS}
+    layout = loaded.layout
+    return {
+        "dagster/row_count": len(loaded.events),
+        "dagster/column_schema": column_schema(loaded.events.schema, EVENT_COLUMNS),
+        "lines": totals["lines"],
+        "events": totals["event"],
+        "continuation_lines": totals["continuation"],
+        "trimmed_lines": totals["trimmed"],
+        "blank_lines": totals["blank"],
+        "rejected_lines": sum(rejected.values()),
+        **rejected,
+        "invalid_utf8_lines": totals["invalid_utf8_lines"],
+        "files_read": len(files),
+        "empty_files": int((files["bytes"] == 0).sum()) if len(files) else 0,
+        "bytes_read": totals["bytes"],
+        "test_cases": len(layout.test_cases),
+        "trim_lines": loaded.trim_lines,
+        "seconds": round(seconds, 2),
+        "lines_per_second": round(totals["lines"] / seconds) if seconds > 0 else 0,
+        "per_service": table(per_service),
+        "missing_service_files": bullet_list(layout.missing),
+        "missing_test_cases": bullet_list(layout.missing_test_cases),
+        "ignored_entries": bullet_list(layout.ignored, "none (every entry is a known LO2 file)"),
+        "rejected_examples": bullet_list(loaded.rejected_examples),
+        "content_fingerprint": loaded.fingerprint,
+        "source": str(layout.run_dir),
+    }
+
+
+def _line_accounting_check(loaded: loader.RunLoad) -> dg.AssetCheckResult:
+    """Each file's line kinds add up to its line count; events written equal events counted."""
+    files = loaded.files
+    kinds_sum = pl.sum_horizontal(list(loader.LINE_KINDS)) if len(files) else None
+    mismatched = (
+        files.filter(kinds_sum != pl.col("lines"))
+        .select(pl.concat_str("test_case", pl.lit("/"), "file"))
+        .to_series()
+        .to_list()
+        if len(files)
+        else []
+    )
+    events_ok = loaded.totals()["event"] == len(loaded.events)
+    return dg.AssetCheckResult(
+        check_name=LINE_ACCOUNTING_CHECK,
+        asset_key=RAW_EVENTS,
+        passed=not mismatched and events_ok,
+        metadata={
+            "files_checked": len(files),
+            "files_not_adding_up": bullet_list(mismatched),
+            "events_match_rows": events_ok,
+        },
+    )

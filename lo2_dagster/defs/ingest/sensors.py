@@ -1,0 +1,49 @@
+"""Discovery: a new run folder under the LO2 root becomes a partition and is ingested."""
+
+import json
+
+import dagster as dg
+
+from lo2_dagster.defs.ingest.jobs import ingest_job
+from lo2_dagster.defs.ingest.partitions import RUNS
+from lo2_dagster.defs.resources import Lo2Root
+from lo2_dagster.lib.layout import LayoutError
+
+SENSOR_NAME = "lo2_new_runs"
+
+
+def ingest_run_key(run: str) -> str:
+    """Deterministic run key: Dagster launches at most one ingest per run folder from here."""
+    return f"ingest:{run}"
+
+
+@dg.sensor(
+    name=SENSOR_NAME,
+    job=ingest_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+    description=(
+        "Adds a partition for each new run folder under the LO2 root and requests its ingest. "
+        "The cursor remembers the folders already seen, so a partition deleted by hand is not "
+        "re-added; run keys make each request launch once."
+    ),
+)
+def lo2_new_runs(context: dg.SensorEvaluationContext, lo2_root: Lo2Root) -> dg.SensorResult:
+    try:
+        found = lo2_root.runs()
+    except LayoutError as e:
+        return dg.SensorResult(skip_reason=str(e))
+    seen = set(json.loads(context.cursor)) if context.cursor else set()
+    existing = set(context.instance.get_dynamic_partitions(RUNS.name))
+    new = [run for run in found if run not in seen and run not in existing]
+    if not new:
+        return dg.SensorResult(
+            skip_reason=f"No new run folders under {lo2_root.resolve()} ({len(found)} known).",
+            cursor=json.dumps(sorted(seen | set(found))),
+        )
+    context.log.info(f"{len(new)} new run(s): {', '.join(new[:5])}{' ...' if len(new) > 5 else ''}")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(partition_key=run, run_key=ingest_run_key(run)) for run in new],
+        dynamic_partitions_requests=[RUNS.build_add_request(new)],
+        cursor=json.dumps(sorted(seen | set(found))),
+    )

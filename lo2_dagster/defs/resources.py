@@ -1,0 +1,32 @@
+"""Resources shared by every domain: where LO2 is read from and where assets are stored."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from lo2_dagster import settings
+from lo2_dagster.lib.layout import discover_runs
+from lo2_dagster.storage import WarehouseIOManager
+
+
+class Lo2Root(dg.ConfigurableResource):
+    """The LO2 dataset on disk: ``path``, else ``$LO2_ROOT``, else the committed sample.
+
+    Both layouts are accepted: ``<root>/logs/<run>/...`` (as downloaded) and ``<root>/<run>/...``.
+    """
+
+    path: str | None = None
+
+    def resolve(self) -> Path:
+        return settings.lo2_root(self.path)
+
+    def runs(self) -> list[str]:
+        """Names of the run folders found under the root, sorted."""
+        return discover_runs(self.resolve())
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(
+        resources={"lo2_root": Lo2Root(), "io_manager": WarehouseIOManager()},
+    )

@@ -1,0 +1,377 @@
+"""Read the log files of one LO2 run into events, accounting for every physical line.
+
+A line is one of: ``trimmed`` (among the first ``trim_lines`` of its file, the start-up output),
+``blank``, an ``event`` (a light-4j header line), a ``continuation`` of the event above it
+(stack-trace frames, ``Caused by:``; kept in that event's ``m_message``, newline-joined), or
+``rejected`` with a reason. The counts add up to the file's line count, file by file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+
+from lo2_dagster.lib.layout import LogFile, RunFiles, run_files
+from lo2_dagster.lib.names import run_start, seq_id
+
+#: Bump when a change to this module changes its output for the same files.
+PARSER_VERSION = "1"
+DEFAULT_TRIM_LINES = 100
+
+#: ``HH:mm:ss.SSS [thread]  correlationId LEVEL logger method - message`` (light-4j logback).
+#: Hazelcast threads log a blank correlation id, which leaves three spaces before the level.
+HEADER_PATTERN = (
+    r"^(?P<hh>\d{2}):(?P<mm>\d{2}):(?P<ss>\d{2})\.(?P<ms>\d{3}) \[(?P<thread>[^\]]*)\] +"
+    r"(?P<correlation_id>\S*) +(?P<level>TRACE|DEBUG|INFO|WARN|ERROR|FATAL) +(?P<logger>\S+) +"
+    r"(?P<method>\S+) -(?: |$)(?P<message>.*)$"
+)
+TIMESTAMP_PREFIX = r"^\d{2}:\d{2}:\d{2}\.\d{3} "
+REJECT_REASONS = ("invalid_time", "malformed_header", "continuation_without_event")
+LINE_KINDS = ("trimmed", "blank", "event", "continuation", *REJECT_REASONS)
+
+_DAY_MS = 86_400_000
+_HALF_DAY_MS = _DAY_MS // 2
+_EPOCH0 = datetime(1970, 1, 1)
+#: Decode at most this many bytes of logs per polars batch: bounds memory, keeps batches large.
+_BATCH_BYTES = 32 * 1024 * 1024
+
+EVENT_SCHEMA: dict[str, pl.DataType] = {
+    "row_id": pl.Int64(),
+    "m_message": pl.String(),
+    "run": pl.String(),
+    "test_case": pl.String(),
+    "service": pl.String(),
+    "seq_id": pl.String(),
+    "normal": pl.Boolean(),
+    "anomaly": pl.Boolean(),
+    "m_timestamp": pl.Datetime("us"),
+    "level": pl.String(),
+    "thread": pl.String(),
+    "correlation_id": pl.String(),
+    "logger": pl.String(),
+    "method": pl.String(),
+    "line_no": pl.UInt32(),
+}
+
+SEQUENCE_SCHEMA: dict[str, pl.DataType] = {
+    "seq_id": pl.String(),
+    "run": pl.String(),
+    "test_case": pl.String(),
+    "service": pl.String(),
+    "m_message": pl.String(),
+    "normal": pl.Boolean(),
+    "anomaly": pl.Boolean(),
+    "start_time": pl.Datetime("us"),
+    "end_time": pl.Datetime("us"),
+    "n_events": pl.UInt32(),
+}
+
+
+@dataclass(frozen=True)
+class FileRead:
+    """The decoded text of one log file and what reading it found."""
+
+    log: LogFile
+    text: str
+    n_bytes: int
+    digest: str
+    invalid_utf8_lines: int
+
+
+def read_log_file(log: LogFile) -> FileRead:
+    """Read and decode one file; invalid UTF-8 is replaced (U+FFFD) and its lines counted."""
+    data = log.path.read_bytes()
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    try:
+        text, invalid = data.decode("utf-8"), 0
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", errors="replace")
+        invalid = sum(1 for line in data.split(b"\n") if not _is_utf8(line))
+    return FileRead(log, text, len(data), digest, invalid)
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def count_lines(text: str) -> int:
+    """Physical lines: newline-terminated ones plus a final unterminated one, as editors show."""
+    return text.count("\n") + (1 if text and not text.endswith("\n") else 0)
+
+
+def classify_lines(texts: Sequence[str], trim_lines: int) -> pl.DataFrame:
+    """One row per physical line of each text: ``file_idx``, ``line_no`` (0-based), ``line``,
+    ``kind`` (one of LINE_KINDS) and the parsed header fields of event lines."""
+    non_empty = [(i, t) for i, t in enumerate(texts) if t]
+    frame = pl.DataFrame(
+        {"file_idx": [i for i, _ in non_empty], "text": [t for _, t in non_empty]},
+        schema={"file_idx": pl.UInt32, "text": pl.String},
+    )
+    lines = (
+        frame.lazy()
+        .select("file_idx", pl.col("text").str.strip_suffix("\n").str.split("\n").alias("line"))
+        .explode("line")
+        .with_columns(
+            pl.int_range(pl.len(), dtype=pl.UInt32).over("file_idx").alias("line_no"),
+            pl.col("line").str.strip_suffix("\r"),
+        )
+        .with_columns(pl.col("line").str.extract_groups(HEADER_PATTERN).alias("h"))
+        .unnest("h")
+    )
+    hh, mm, ss = (pl.col(c).cast(pl.Int64) for c in ("hh", "mm", "ss"))
+    valid_time = (hh < 24) & (mm < 60) & (ss < 60)
+    parsed = pl.col("level").is_not_null()
+    is_event = (pl.col("line_no") >= trim_lines) & parsed & valid_time
+    kind = (
+        pl.when(pl.col("line_no") < trim_lines)
+        .then(pl.lit("trimmed"))
+        .when(pl.col("line").str.strip_chars() == "")
+        .then(pl.lit("blank"))
+        .when(parsed & valid_time)
+        .then(pl.lit("event"))
+        .when(parsed)
+        .then(pl.lit("invalid_time"))
+        .when(pl.col("line").str.contains(TIMESTAMP_PREFIX))
+        .then(pl.lit("malformed_header"))
+        .when(is_event.cum_sum().over("file_idx") > 0)
+        .then(pl.lit("continuation"))
+        .otherwise(pl.lit("continuation_without_event"))
+    )
+    tod_ms = ((hh * 60 + mm) * 60 + ss) * 1000 + pl.col("ms").cast(pl.Int64)
+    return (
+        lines.with_columns(
+            kind.alias("kind"),
+            tod_ms.alias("tod_ms"),
+            is_event.cum_sum().alias("event_idx"),
+        )
+        .drop("hh", "mm", "ss", "ms")
+        .collect()
+    )
+
+
+def _timestamps(start: datetime | None) -> pl.Expr:
+    """Absolute event times from times of day: the date is the run's start date; a time more
+    than 12 h before the run's start time is on the next day, and each backwards jump of more
+    than 12 h within a file (midnight) adds a day, so time keeps increasing."""
+    base = start or _EPOCH0
+    start_tod = (base - base.replace(hour=0, minute=0, second=0, microsecond=0)).seconds * 1000
+    midnight = base.replace(hour=0, minute=0, second=0, microsecond=0)
+    tod = pl.col("tod_ms")
+    first_next_day = (
+        ((start_tod - tod.first()) > _HALF_DAY_MS).cast(pl.Int64) if start else pl.lit(0)
+    )
+    wraps = (tod.diff().fill_null(0) < -_HALF_DAY_MS).cast(pl.Int64).cum_sum()
+    days = (first_next_day + wraps).over("file_idx")
+    offset_ms = days * _DAY_MS + tod
+    return (pl.lit(midnight).cast(pl.Datetime("us")) + pl.duration(milliseconds=offset_ms)).alias(
+        "m_timestamp"
+    )
+
+
+def events_from_lines(lines: pl.DataFrame, start: datetime | None) -> pl.DataFrame:
+    """Events of classified lines, each with its continuation lines appended to its message."""
+    continuations = (
+        lines.lazy()
+        .filter(pl.col("kind") == "continuation")
+        .group_by("event_idx")
+        .agg(pl.col("line").str.join("\n").alias("cont"))
+    )
+    return (
+        lines.lazy()
+        .filter(pl.col("kind") == "event")
+        .join(continuations, on="event_idx", how="left")
+        .sort("event_idx")
+        .with_columns(
+            _timestamps(start),
+            pl.when(pl.col("cont").is_null())
+            .then(pl.col("message"))
+            .otherwise(pl.concat_str("message", pl.lit("\n"), "cont"))
+            .alias("m_message"),
+            pl.col("correlation_id").replace("", None),
+            (pl.col("line_no") + 1).alias("line_no"),
+        )
+        .select("file_idx", "line_no", "m_timestamp", "m_message", "level", "thread",
+                "correlation_id", "logger", "method")
+        .collect()
+    )
+
+
+@dataclass
+class RunLoad:
+    """Everything read from one run: its events, per-file line accounting, and fingerprint."""
+
+    run: str
+    layout: RunFiles
+    events: pl.DataFrame
+    files: pl.DataFrame
+    fingerprint: str
+    trim_lines: int
+    rejected_examples: list[str] = field(default_factory=list)
+
+    def totals(self) -> dict[str, int]:
+        """Sums over all files: lines, bytes, each line kind, invalid UTF-8 lines."""
+        cols = ["lines", "bytes", *LINE_KINDS, "invalid_utf8_lines"]
+        row = self.files.select(pl.col(cols).sum()).row(0, named=True) if len(self.files) else {}
+        return {c: int(row.get(c) or 0) for c in cols}
+
+
+def _batches(logs: Sequence[LogFile]) -> Iterator[list[FileRead]]:
+    """Read files in order, yielding batches of at most ~_BATCH_BYTES (at least one file)."""
+    batch: list[FileRead] = []
+    size = 0
+    for log in logs:
+        read = read_log_file(log)
+        batch.append(read)
+        size += read.n_bytes
+        if size >= _BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def run_fingerprint(reads: Sequence[tuple[str, int, str]], trim_lines: int) -> str:
+    """Content hash of a run: its files' (relative path, size, digest), the trim and parser."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"parser={PARSER_VERSION}\ntrim_lines={trim_lines}\n".encode())
+    for rel, size, digest in sorted(reads):
+        h.update(f"{rel}\t{size}\t{digest}\n".encode())
+    return h.hexdigest()
+
+
+def load_run(
+    root: Path,
+    run: str,
+    trim_lines: int = DEFAULT_TRIM_LINES,
+    progress: Callable[[str], object] | None = None,
+) -> RunLoad:
+    """Read all log files of ``run`` under the LO2 ``root`` into one events frame.
+
+    Files are decoded and parsed in batches of ~32 MB, so memory holds the events of the run
+    plus one batch of text; ``progress`` receives a line after each batch.
+    """
+    if trim_lines < 0:
+        raise ValueError(f"trim_lines must be >= 0, got {trim_lines}")
+    layout = run_files(root, run)
+    start = run_start(run)
+    event_parts: list[pl.DataFrame] = []
+    file_rows: list[dict[str, object]] = []
+    examples: list[str] = []
+    for batch in _batches(layout.files):
+        lines = classify_lines([r.text for r in batch], trim_lines)
+        events = events_from_lines(lines, start)
+        event_parts.append(_label(events, batch, run))
+        file_rows.extend(_account(lines, batch))
+        if len(examples) < 10:
+            bad = lines.filter(pl.col("kind").is_in(REJECT_REASONS)).head(10 - len(examples))
+            examples += [
+                f"{batch[i].log.test_case}/{batch[i].log.path.name}:{n + 1}: [{k}] {line[:200]}"
+                for i, n, k, line in bad.select("file_idx", "line_no", "kind", "line").iter_rows()
+            ]
+        if progress is not None:
+            done = len(file_rows)
+            progress(f"{run}: read {done}/{len(layout.files)} files, "
+                     f"{sum(len(p) for p in event_parts):,} events so far")
+        del lines, batch
+    events = pl.concat(event_parts) if event_parts else pl.DataFrame(schema=EVENT_SCHEMA)
+    events = events.with_row_index("row_id").with_columns(pl.col("row_id").cast(pl.Int64))
+    files = pl.DataFrame(file_rows, schema=_FILES_SCHEMA)
+    fingerprint = run_fingerprint(
+        [(f"{r['test_case']}/{r['file']}", r["bytes"], r["digest"]) for r in file_rows],
+        trim_lines,
+    )
+    return RunLoad(run, layout, conform(events, EVENT_SCHEMA), files, fingerprint, trim_lines,
+                   examples)
+
+
+def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """The columns of ``schema``, in its order and types (a cast, so a wrong type fails loudly)."""
+    return frame.select([pl.col(name).cast(dtype, strict=True) for name, dtype in schema.items()])
+
+
+_FILES_SCHEMA: dict[str, pl.DataType] = {
+    "test_case": pl.String(),
+    "service": pl.String(),
+    "file": pl.String(),
+    "bytes": pl.Int64(),
+    "digest": pl.String(),
+    "lines": pl.Int64(),
+    **{k: pl.Int64() for k in LINE_KINDS},
+    "invalid_utf8_lines": pl.Int64(),
+}
+
+
+def _label(events: pl.DataFrame, batch: Sequence[FileRead], run: str) -> pl.DataFrame:
+    """Attach run, test case, service, seq_id and the folder label to a batch's events."""
+    meta = pl.DataFrame(
+        {
+            "file_idx": list(range(len(batch))),
+            "test_case": [r.log.test_case for r in batch],
+            "service": [r.log.service for r in batch],
+            "seq_id": [seq_id(run, r.log.test_case, r.log.service) for r in batch],
+        },
+        schema={"file_idx": pl.UInt32, "test_case": pl.String, "service": pl.String,
+                "seq_id": pl.String},
+    )
+    return (
+        events.join(meta, on="file_idx", how="left", maintain_order="left")
+        .with_columns(
+            pl.lit(run).alias("run"),
+            (pl.col("test_case") == "correct").alias("normal"),
+            (pl.col("test_case") != "correct").alias("anomaly"),
+        )
+        .drop("file_idx")
+    )
+
+
+def _account(lines: pl.DataFrame, batch: Sequence[FileRead]) -> list[dict[str, object]]:
+    """Per-file counts of each line kind; they sum to the file's physical line count."""
+    counts = {
+        (i, k): n
+        for i, k, n in lines.group_by("file_idx", "kind").len().iter_rows()
+    }
+    rows = []
+    for i, r in enumerate(batch):
+        row: dict[str, object] = {
+            "test_case": r.log.test_case,
+            "service": r.log.service,
+            "file": r.log.path.name,
+            "bytes": r.n_bytes,
+            "digest": r.digest,
+            "lines": count_lines(r.text),
+            **{k: counts.get((i, k), 0) for k in LINE_KINDS},
+            "invalid_utf8_lines": r.invalid_utf8_lines,
+        }
+        rows.append(row)
+    return rows
+
+
+def build_sequences(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """One row per ``seq_id`` (a service log of one test case): joined messages, label, span."""
+    return (
+        events.lazy()
+        .sort("row_id")
+        .group_by("seq_id", maintain_order=True)
+        .agg(
+            pl.col("run").first(),
+            pl.col("test_case").first(),
+            pl.col("service").first(),
+            pl.col("m_message").str.join("\n"),
+            pl.col("normal").first(),
+            pl.col("anomaly").first(),
+            pl.col("m_timestamp").min().alias("start_time"),
+            pl.col("m_timestamp").max().alias("end_time"),
+            pl.len().cast(pl.UInt32).alias("n_events"),
+        )
+        .collect()
+        .pipe(conform, SEQUENCE_SCHEMA)
+    )

@@ -1,0 +1,39 @@
+"""Metadata helpers shared by the assets: column schemas and small tables for the UI."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import dagster as dg
+import polars as pl
+
+
+def column_schema(
+    schema: Mapping[str, pl.DataType], descriptions: Mapping[str, str] | None = None
+) -> dg.TableSchema:
+    """A Dagster table schema (``dagster/column_schema``) from a polars schema."""
+    descriptions = descriptions or {}
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name, str(dtype), description=descriptions.get(name))
+            for name, dtype in schema.items()
+        ]
+    )
+
+
+def table(frame: pl.DataFrame) -> dg.TableMetadataValue:
+    """A small polars frame as a Dagster table (shown as a table on the asset page)."""
+    columns = [
+        dg.TableColumn(name, "int" if dtype.is_integer() else "float" if dtype.is_float()
+                       else "string")
+        for name, dtype in frame.schema.items()
+    ]
+    records = [dg.TableRecord(row) for row in frame.iter_rows(named=True)]
+    return dg.MetadataValue.table(records=records, schema=dg.TableSchema(columns=columns))
+
+
+def bullet_list(items: Sequence[str], empty: str = "none") -> dg.MarkdownMetadataValue:
+    """A markdown bullet list, or ``empty`` when there is nothing to list."""
+    if not items:
+        return dg.MetadataValue.md(empty)
+    return dg.MetadataValue.md("\n".join(f"- `{item}`" for item in items))

@@ -1,0 +1,140 @@
+"""The main job, headless: materialize the whole asset graph into a persistent Dagster instance.
+
+The graph is cut into stages: a run of per-run (partitioned) assets, then the assets that
+depend on all runs, then per-run assets downstream of those, and so on. Each per-run stage is
+one in-process Dagster run per partition, so a failing run does not stop the others and the
+UI shows every run and materialization afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import dagster as dg
+from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
+
+from lo2_dagster.defs.ingest.partitions import RUNS
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Assets materialized together: per run (``partitioned``) or once."""
+
+    partitioned: bool
+    keys: tuple[dg.AssetKey, ...]
+
+
+@dataclass
+class Outcome:
+    """What one Dagster run did."""
+
+    partition: str | None
+    keys: tuple[dg.AssetKey, ...]
+    success: bool
+    seconds: float
+    run_id: str
+    metadata: dict[str, dict[str, object]] = field(default_factory=dict)  # asset -> values
+    error: str | None = None
+
+
+def plan_stages(graph: AssetGraph) -> list[Stage]:
+    """Order the materializable assets into alternating per-run / whole-dataset stages."""
+    keys = [k for k in graph.toposorted_asset_keys if k in graph.materializable_asset_keys]
+    stage_of: dict[dg.AssetKey, int] = {}
+    for key in keys:
+        node = graph.get(key)
+        stage = max((stage_of[p] for p in node.parent_keys if p in stage_of), default=0)
+        # Even stages are per-run, odd ones whole-dataset: step up to the next of the node's kind.
+        if (stage % 2 == 0) != node.is_partitioned:
+            stage += 1
+        stage_of[key] = stage
+    stages = []
+    for number in sorted(set(stage_of.values())):
+        members = tuple(k for k in keys if stage_of[k] == number)
+        stages.append(Stage(partitioned=number % 2 == 0, keys=members))
+    return stages
+
+
+def add_run_partitions(instance: dg.DagsterInstance, runs: Sequence[str]) -> list[str]:
+    """Add a partition for each run that has none yet; returns the ones added."""
+    existing = set(instance.get_dynamic_partitions(RUNS.name))
+    new = [run for run in runs if run not in existing]
+    if new:
+        instance.add_dynamic_partitions(RUNS.name, new)
+    return new
+
+
+def materialize_all(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    runs: Sequence[str],
+    report: Callable[[str], object] = print,
+    log_level: str = "WARNING",
+) -> list[Outcome]:
+    """Materialize every asset for ``runs`` (per-run assets) and once (the others)."""
+    graph = defs.resolve_asset_graph()
+    job = defs.resolve_implicit_global_asset_job_def()
+    outcomes: list[Outcome] = []
+    failed_runs: set[str] = set()
+    for stage in plan_stages(graph):
+        names = ", ".join(k.to_user_string() for k in stage.keys)
+        partitions: list[str | None] = list(runs) if stage.partitioned else [None]
+        for i, partition in enumerate(partitions, 1):
+            if partition in failed_runs:
+                report(f"  skip {partition}: an earlier stage failed for it")
+                continue
+            where = f"[{i}/{len(partitions)}] {partition}" if partition else "[all runs]"
+            report(f"{where}: {names} ...")
+            outcome = _execute(job, instance, stage.keys, partition, log_level)
+            outcomes.append(outcome)
+            report(f"  {_describe(outcome)}")
+            if not outcome.success and partition is not None:
+                failed_runs.add(partition)
+    return outcomes
+
+
+def _execute(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    keys: tuple[dg.AssetKey, ...],
+    partition: str | None,
+    log_level: str,
+) -> Outcome:
+    """One in-process Dagster run of ``keys`` (for one partition, if given)."""
+    started = time.perf_counter()
+    result = job.execute_in_process(
+        instance=instance,
+        asset_selection=list(keys),
+        partition_key=partition,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        tags={"lo2/launched_by": "lo2-dagster run"},
+    )
+    metadata = {
+        ev.materialization.asset_key.to_user_string(): {
+            k: v.value for k, v in ev.materialization.metadata.items()
+        }
+        for ev in result.get_asset_materialization_events()
+    }
+    error = None
+    if not result.success:
+        failures = [ev for ev in result.all_events if ev.is_step_failure]
+        error = "; ".join(
+            (ev.step_failure_data.error.message.strip() if ev.step_failure_data.error else "")
+            for ev in failures
+        ) or "run failed"
+    return Outcome(partition, keys, result.success, time.perf_counter() - started,
+                   result.run_id, metadata, error)
+
+
+def _describe(outcome: Outcome) -> str:
+    """One line per Dagster run for the terminal."""
+    if not outcome.success:
+        return f"FAILED after {outcome.seconds:.1f} s (run {outcome.run_id[:8]}): {outcome.error}"
+    parts = []
+    for asset, values in outcome.metadata.items():
+        rows = values.get("dagster/row_count")
+        parts.append(f"{asset.split('/')[-1]}={rows:,}" if isinstance(rows, int) else asset)
+    return f"ok in {outcome.seconds:.1f} s: {', '.join(parts)}"

@@ -1,0 +1,54 @@
+"""Where things live: the LO2 root, the warehouse and DAGSTER_HOME, resolved when used.
+
+Nothing here runs at import time: the environment is read by the functions, so a CLI flag that
+sets ``LO2_ROOT`` or ``LO2_WAREHOUSE`` before a run takes effect for that run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+ENV_ROOT = "LO2_ROOT"
+ENV_WAREHOUSE = "LO2_WAREHOUSE"
+
+#: The repository checkout this package runs from (editable install or source tree).
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_lo2_root() -> Path:
+    """The committed sample dataset."""
+    return REPO_ROOT / "data" / "lo2-sample"
+
+
+def lo2_root(explicit: str | None = None) -> Path:
+    """The LO2 root: explicit value, else ``$LO2_ROOT``, else the committed sample."""
+    value = explicit or os.environ.get(ENV_ROOT)
+    return Path(value).expanduser() if value else default_lo2_root()
+
+
+def warehouse_root(explicit: str | None = None) -> str:
+    """The warehouse root (a local path or an fsspec URL such as ``s3://bucket/lo2``)."""
+    value = explicit or os.environ.get(ENV_WAREHOUSE)
+    if not value:
+        return str(REPO_ROOT / "data" / "warehouse")
+    return value if "://" in value else str(Path(value).expanduser().resolve())
+
+
+def dagster_home() -> Path:
+    """``$DAGSTER_HOME``, else ``.dagster_home`` in the checkout (git-ignored)."""
+    value = os.environ.get("DAGSTER_HOME")
+    return Path(value).expanduser().resolve() if value else REPO_ROOT / ".dagster_home"
+
+
+def prepare_dagster_home() -> Path:
+    """Create DAGSTER_HOME, give it the project's ``dagster.yaml`` if it has none, export it."""
+    home = dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    template = REPO_ROOT / "dagster.yaml"
+    if not config.exists() and template.exists() and template.resolve() != config.resolve():
+        shutil.copyfile(template, config)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
