@@ -36,29 +36,35 @@ class PolarsParquetIOManager(dg.UPathIOManager):
                 f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; the "
                 "warehouse IO manager stores polars DataFrames or LazyFrames only."
             )
-        if path.protocol in ("", "file", "local"):
+        if _is_local(path):
             _write_local_atomic(obj, str(path.path))
         else:
             with path.open("wb") as f:
                 (obj.collect() if isinstance(obj, pl.LazyFrame) else obj).write_parquet(f)
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pl.DataFrame | pl.LazyFrame:
-        local = path.protocol in ("", "file", "local")
-        source = str(path.path) if local else str(path)
-        options = None if local else dict(path.storage_options) or None
         if not path.exists():
+            upstream = context.upstream_output
+            has_key = upstream is not None and upstream.has_asset_key
+            name = upstream.asset_key.to_user_string() if has_key else ""
             raise FileNotFoundError(
                 f"Warehouse file {path} is missing (was the warehouse moved or cleaned?). "
-                f"Re-materialize {context.upstream_output.asset_key.to_user_string()}"
-                if context.upstream_output and context.upstream_output.has_asset_key
-                else f"Warehouse file {path} is missing."
+                f"Re-materialize {name or 'the upstream asset'} to write it again."
             )
-        if context.dagster_type.typing_type is pl.LazyFrame:
-            return pl.scan_parquet(source, storage_options=options)
-        return pl.read_parquet(source, storage_options=options)
+        lazy = context.dagster_type.typing_type is pl.LazyFrame
+        if _is_local(path):
+            source = str(path.path)
+            return pl.scan_parquet(source) if lazy else pl.read_parquet(source)
+        with path.open("rb") as f:  # polars reads only some URL schemes itself; fsspec reads all
+            frame = pl.read_parquet(f)
+        return frame.lazy() if lazy else frame
 
     def get_metadata(self, context: dg.OutputContext, obj: Any) -> dict[str, Any]:
         return {}
+
+
+def _is_local(path: UPath) -> bool:
+    return path.protocol in ("", "file", "local")
 
 
 def _write_local_atomic(obj: pl.DataFrame | pl.LazyFrame, target: str) -> None:

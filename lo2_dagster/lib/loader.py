@@ -239,10 +239,11 @@ def _batches(logs: Sequence[LogFile]) -> Iterator[list[FileRead]]:
         yield batch
 
 
-def run_fingerprint(reads: Sequence[tuple[str, int, str]], trim_lines: int) -> str:
-    """Content hash of a run: its files' (relative path, size, digest), the trim and parser."""
+def run_fingerprint(run: str, reads: Sequence[tuple[str, int, str]], trim_lines: int) -> str:
+    """Content hash of a run: its name (it dates the events), its files' (relative path, size,
+    digest), the trim and the parser version. Not file times: a copy hashes the same."""
     h = hashlib.blake2b(digest_size=16)
-    h.update(f"parser={PARSER_VERSION}\ntrim_lines={trim_lines}\n".encode())
+    h.update(f"run={run}\nparser={PARSER_VERSION}\ntrim_lines={trim_lines}\n".encode())
     for rel, size, digest in sorted(reads):
         h.update(f"{rel}\t{size}\t{digest}\n".encode())
     return h.hexdigest()
@@ -286,6 +287,7 @@ def load_run(
     events = events.with_row_index("row_id").with_columns(pl.col("row_id").cast(pl.Int64))
     files = pl.DataFrame(file_rows, schema=_FILES_SCHEMA)
     fingerprint = run_fingerprint(
+        run,
         [(f"{r['test_case']}/{r['file']}", r["bytes"], r["digest"]) for r in file_rows],
         trim_lines,
     )

@@ -2,13 +2,10 @@
 
 import dagster as dg
 
-from lo2_dagster.defs.ingest.partitions import RUNS
-
 INGEST_JOB_NAME = "lo2_ingest"
 
 ingest_job = dg.define_asset_job(
     INGEST_JOB_NAME,
     selection=dg.AssetSelection.groups("ingest"),
-    partitions_def=RUNS,
     description="Read one LO2 run (partition) into raw events and raw sequences.",
 )

@@ -1,0 +1,52 @@
+"""Shared fixtures: small LO2 layouts written to tmp_path, and an isolated environment."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pytest
+
+from lo2_dagster.lib.names import service_file_name
+
+# 300 consecutive real lines of a `correct` token-service log (from ../shared/lo2/).
+EXCERPT = Path(__file__).resolve().parent / "fixtures" / "real-token-correct-excerpt.log"
+RUN = "light-oauth2-data-1719592986"  # 2024-06-28 16:43:06 UTC
+
+
+def line(time: str, message: str, level: str = "DEBUG", cid: str = "tz9i6iqUQCSoCc4UiqxjIw",
+         thread: str = "XNIO-1 task-2", logger: str = "c.n.o.t.h.Oauth2TokenPostHandler",
+         method: str = "handleRequest") -> str:
+    """One light-4j log line in the real format (blank cid -> three spaces before the level)."""
+    return f"{time} [{thread}]  {cid} {level:<5} {logger} {method} - {message}"
+
+
+WriteRun = Callable[..., Path]
+
+
+@pytest.fixture
+def write_run(tmp_path: Path) -> WriteRun:
+    """Write ``{(test_case, service): text | bytes}`` as one run under ``tmp_path/lo2/logs``."""
+
+    def write(files: Mapping[tuple[str, str], str | bytes], run: str = RUN,
+              root: Path | None = None) -> Path:
+        root = root or tmp_path / "lo2"
+        for (test_case, service), content in files.items():
+            path = root / "logs" / run / test_case / service_file_name(service)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = content.encode() if isinstance(content, str) else content
+            path.write_bytes(data)
+        return root
+
+    return write
+
+
+@pytest.fixture
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """LO2_ROOT, LO2_WAREHOUSE and DAGSTER_HOME in tmp_path, so no test touches the checkout."""
+    paths = {"root": tmp_path / "lo2", "warehouse": tmp_path / "warehouse",
+             "home": tmp_path / "dagster_home"}
+    monkeypatch.setenv("LO2_ROOT", str(paths["root"]))
+    monkeypatch.setenv("LO2_WAREHOUSE", str(paths["warehouse"]))
+    monkeypatch.setenv("DAGSTER_HOME", str(paths["home"]))
+    return paths

@@ -1,0 +1,200 @@
+"""The loader on real lines and on every kind of odd input: each line is accounted for."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+import polars as pl
+import pytest
+
+from lo2_dagster.lib import loader
+from lo2_dagster.lib.layout import LayoutError
+from lo2_dagster_tests.conftest import EXCERPT, RUN, line
+
+HZ = "hz._hzInstance_1_dev.partition-operation.thread-5"
+TRACE = [
+    "com.networknt.exception.ApiException: {\"statusCode\":401}",
+    "\tat com.networknt.oauth.token.handler.Oauth2TokenPostHandler.handleRequest("
+    "Oauth2TokenPostHandler.java:123)",
+    "\tat com.networknt.handler.Handler.next(Handler.java:233)",
+    "Caused by: java.lang.IllegalStateException: boom",
+    "\t... 12 more",
+]
+
+
+def test_real_excerpt_every_line_is_an_event(write_run):
+    text = EXCERPT.read_text()
+    root = write_run({("correct", "token"): text})
+    loaded = loader.load_run(root, RUN, trim_lines=0)
+    events = loaded.events
+    assert len(events) == 300 == loader.count_lines(text)
+    assert loaded.totals()["event"] == 300
+    # Timestamps parse, carry the run's date (2024-06-28, from the epoch), and keep file order.
+    assert events["m_timestamp"].null_count() == 0
+    assert events["m_timestamp"].dt.date().unique().to_list() == [datetime(2024, 6, 28).date()]
+    # Each event's time is its line's time (real logs are not sorted: threads interleave).
+    expected = [datetime.strptime("2024-06-28 " + ln[:12], "%Y-%m-%d %H:%M:%S.%f")
+                for ln in text.splitlines()]
+    assert events["m_timestamp"].to_list() == expected
+    first = text.splitlines()[0]
+    assert events["m_message"][0] == first.split(" - ", 1)[1]
+    # The excerpt's ERROR lines (request threads and Hazelcast threads) are events.
+    error_lines = [ln for ln in text.splitlines() if " ERROR " in ln]
+    errors = events.filter(pl.col("level") == "ERROR")
+    assert len(errors) == len(error_lines) == 5
+    assert errors.filter(pl.col("thread") == HZ)["correlation_id"].null_count() == 2
+    assert set(events["level"].unique()) <= {"DEBUG", "INFO", "WARN", "ERROR"}
+    # Correlation ids are the 22-character request ids.
+    cids = events["correlation_id"].drop_nulls()
+    assert cids.str.len_chars().unique().to_list() == [22]
+    # Labels come from the folder.
+    assert events["seq_id"].unique().to_list() == [f"{RUN}__correct__token"]
+    assert not events["anomaly"].any() and events["normal"].all()
+    assert events["row_id"].to_list() == list(range(300))
+
+
+def test_default_trim_drops_first_100_lines_of_each_file(write_run):
+    text = EXCERPT.read_text()
+    root = write_run({("correct", "token"): text, ("get_token_404", "token"): text})
+    loaded = loader.load_run(root, RUN)
+    totals = loaded.totals()
+    assert totals["trimmed"] == 200
+    assert totals["event"] == 400 == len(loaded.events)
+    assert loaded.events["line_no"].min() == 101
+
+
+def test_continuation_lines_stay_with_their_event(write_run):
+    lines = [
+        line("10:00:00.000", "before"),
+        line("10:00:00.001", "ApiException", level="ERROR"),
+        *TRACE,
+        line("10:00:00.002", "after", cid="", thread=HZ),
+    ]
+    root = write_run({("get_token_404", "token"): "\n".join(lines) + "\n"})
+    loaded = loader.load_run(root, RUN, trim_lines=0)
+    messages = loaded.events["m_message"].to_list()
+    assert messages == ["before", "ApiException\n" + "\n".join(TRACE), "after"]
+    totals = loaded.totals()
+    assert (totals["event"], totals["continuation"]) == (3, len(TRACE))
+    assert loaded.events["anomaly"].all()
+    assert loaded.events["correlation_id"].to_list()[-1] is None
+
+
+def test_every_line_is_accounted_for(write_run):
+    """Trimmed + blank + events + continuation + rejected == physical lines, per file."""
+    lines = [
+        *TRACE[:2],  # a stack trace cut by the trim...
+        "\tat a.b.C.d(C.java:1)",  # ...and its last frame, after the trim: no event to join
+        "",
+        line("10:00:00.000", "first"),
+        "   ",
+        *TRACE,
+        line("10:00:00.005", "second", level="INFO"),
+        "10:00:00.006 [XNIO-1 task-1] truncated garbage",  # timestamp, but no header
+        line("25:61:00.000", "impossible time"),
+        line("10:00:00.007", "crlf line") + "\r",
+        line("10:00:00.008", "last, no newline at end of file"),
+    ]
+    text = "\n".join(lines)
+    root = write_run({("correct", "code"): text, ("correct", "key"): "", ("correct", "user"): "\n"})
+    loaded = loader.load_run(root, RUN, trim_lines=2)
+    files = {row["service"]: row for row in loaded.files.iter_rows(named=True)}
+    for row in files.values():
+        assert sum(row[k] for k in loader.LINE_KINDS) == row["lines"]
+    code = files["code"]
+    assert code["lines"] == len(lines) == len(text.split("\n"))
+    assert code["trimmed"] == 2
+    assert code["blank"] == 2
+    assert code["event"] == 4
+    assert code["continuation"] == len(TRACE)
+    assert code["continuation_without_event"] == 1
+    assert code["malformed_header"] == 1
+    assert code["invalid_time"] == 1
+    # An empty file has no lines; a lone newline is one line, here within the trim.
+    assert (files["key"]["lines"], files["user"]["lines"], files["user"]["trimmed"]) == (0, 1, 1)
+    messages = loaded.events["m_message"].to_list()
+    assert messages[-2:] == ["crlf line", "last, no newline at end of file"]
+    assert len(loaded.rejected_examples) == 3
+    assert any("[malformed_header]" in ex for ex in loaded.rejected_examples)
+
+
+def test_invalid_utf8_is_replaced_and_counted(write_run):
+    good = line("10:00:00.000", "fine").encode()
+    bad = line("10:00:00.001", "caf\xe9").encode().replace(b"\xc3\xa9", b"\xe9\xff")
+    root = write_run({("correct", "token"): good + b"\n" + bad + b"\n" + bad + b"\n"})
+    loaded = loader.load_run(root, RUN, trim_lines=0)
+    assert loaded.totals()["invalid_utf8_lines"] == 2
+    assert loaded.totals()["event"] == 3
+    assert loaded.events["m_message"][1] == "caf\ufffd\ufffd"
+
+
+def test_time_keeps_increasing_across_midnight(write_run):
+    # The run starts 23:59:30 UTC; this test case starts before midnight and ends after it.
+    run = "light-oauth2-data-1719705570"  # 2024-06-29 23:59:30 UTC
+    lines = [line(t, "x") for t in ("23:59:58.000", "23:59:59.999", "00:00:00.001", "00:00:05.0")]
+    later = [line(t, "y") for t in ("00:10:00.000", "00:10:01.000")]  # a later test case
+    root = write_run({("correct", "token"): "\n".join(lines[:3]),
+                      ("get_token_404", "token"): "\n".join(later)}, run=run)
+    stamps = loader.load_run(root, run, trim_lines=0).events["m_timestamp"].to_list()
+    assert stamps[0] == datetime(2024, 6, 29, 23, 59, 58)
+    assert stamps[2] == datetime(2024, 6, 30, 0, 0, 0, 1000)
+    # Sorted by test case folder name, then time: 'correct' first, then the later test case.
+    assert stamps[3] == datetime(2024, 6, 30, 0, 10)
+    assert stamps[:3] == sorted(stamps[:3])
+
+
+def test_run_without_epoch_gets_a_warning_free_1970_date(write_run):
+    root = write_run({("correct", "token"): line("10:00:00.000", "x")}, run="my-run")
+    stamp = loader.load_run(root, "my-run", trim_lines=0).events["m_timestamp"][0]
+    assert stamp == datetime(1970, 1, 1, 10)
+
+
+def test_sequences_join_messages_and_span(write_run):
+    root = write_run({
+        ("correct", "token"): "\n".join([line("10:00:00.000", "a"), line("10:00:01.000", "b")]),
+        ("get_token_404", "code"): line("10:05:00.000", "c") + "\n" + TRACE[0],
+    })
+    events = loader.load_run(root, RUN, trim_lines=0).events
+    seqs = loader.build_sequences(events)
+    assert seqs.schema == pl.Schema(loader.SEQUENCE_SCHEMA)
+    rows = {r["seq_id"]: r for r in seqs.iter_rows(named=True)}
+    token = rows[f"{RUN}__correct__token"]
+    assert (token["m_message"], token["n_events"], token["normal"]) == ("a\nb", 2, True)
+    assert token["end_time"] - token["start_time"] == datetime(1, 1, 1, 0, 0, 1) - datetime(
+        1, 1, 1)
+    code = rows[f"{RUN}__get_token_404__code"]
+    assert code["anomaly"] and code["m_message"] == "c\n" + TRACE[0]
+    assert code["test_case"] == "get_token_404" and code["service"] == "code"
+
+
+def test_fingerprint_follows_content_only(write_run, tmp_path):
+    files = {("correct", "token"): EXCERPT.read_text()}
+    a = loader.load_run(write_run(files, root=tmp_path / "a"), RUN).fingerprint
+    b = loader.load_run(write_run(files, root=tmp_path / "b"), RUN).fingerprint
+    assert a == b and re.fullmatch(r"[0-9a-f]{32}", a)
+    changed = {("correct", "token"): EXCERPT.read_text() + line("16:40:00.000", "new") + "\n"}
+    assert loader.load_run(write_run(changed, root=tmp_path / "c"), RUN).fingerprint != a
+    # The read settings are part of it: another trim gives other rows, so another version.
+    assert loader.load_run(write_run(files, root=tmp_path / "a"), RUN, 0).fingerprint != a
+
+
+def test_batches_give_the_same_events_as_one_batch(write_run, monkeypatch):
+    text = EXCERPT.read_text()
+    files = {(tc, svc): text for tc in ("correct", "get_token_404") for svc in ("token", "code")}
+    root = write_run(files)
+    whole = loader.load_run(root, RUN, trim_lines=10).events
+    monkeypatch.setattr(loader, "_BATCH_BYTES", 1)  # one file per batch
+    assert loader.load_run(root, RUN, trim_lines=10).events.equals(whole)
+
+
+def test_negative_trim_is_refused(write_run):
+    root = write_run({("correct", "token"): "x"})
+    with pytest.raises(ValueError, match="trim_lines"):
+        loader.load_run(root, RUN, trim_lines=-1)
+
+
+def test_missing_run_folder_names_it(write_run):
+    root = write_run({("correct", "token"): "x"})
+    with pytest.raises(LayoutError, match=r"light-oauth2-data-1.*not found"):
+        loader.load_run(root, "light-oauth2-data-1")
