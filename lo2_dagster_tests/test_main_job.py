@@ -1,0 +1,122 @@
+"""The headless main job end to end (`lo2-dagster synth` + `lo2-dagster run` as a user types
+them), its stage planning, and the committed sample."""
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from lo2_dagster import settings
+from lo2_dagster.lib.synth import SynthConfig, generate
+from lo2_dagster.pipeline import plan_stages
+
+CLI = str(Path(sys.executable).parent / "lo2-dagster")
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_synth_then_run_end_to_end(tmp_path):
+    env = dict(os.environ, DAGSTER_HOME=str(tmp_path / "home"))
+    env.pop(settings.ENV_ROOT, None)
+    env.pop(settings.ENV_WAREHOUSE, None)
+    data, warehouse = tmp_path / "lo2", tmp_path / "warehouse"
+    synth = cli("synth", str(data), "--runs", "2", "--token-lines", "5", "--seed", "3", env=env)
+    assert synth.returncode == 0, synth.stderr
+    runs = sorted(p.name for p in (data / "logs").iterdir())
+    assert len(runs) == 2
+
+    # A third run folder without test cases: it fails alone, named; the others are written.
+    (data / "logs" / "light-oauth2-data-1900000000" / "stray").mkdir(parents=True)
+    result = cli("run", "--root", str(data), "--warehouse", str(warehouse), env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "light-oauth2-data-1900000000 has no test-case folders" in result.stdout
+    assert "3 runs, 3 Dagster runs, 1 failed" in result.stdout
+    for run in runs:
+        events = pl.read_parquet(warehouse / "lo2" / "raw_events" / f"{run}.parquet")
+        seqs = pl.read_parquet(warehouse / "lo2" / "raw_sequences" / f"{run}.parquet")
+        assert len(seqs) == 54 * 7 and events["seq_id"].n_unique() == 54 * 7
+    assert f"files:  {warehouse}/lo2/<asset>/<run>.parquet" in result.stdout
+    assert "http://127.0.0.1:3000" in result.stdout
+
+    # The persistent instance has the partitions and the history the UI shows.
+    os.environ["DAGSTER_HOME"], saved = env["DAGSTER_HOME"], os.environ.get("DAGSTER_HOME")
+    try:
+        with dg.DagsterInstance.get() as instance:
+            assert set(instance.get_dynamic_partitions("lo2_runs")) == {
+                *runs, "light-oauth2-data-1900000000"}
+            done = instance.get_materialized_partitions(dg.AssetKey(["lo2", "raw_sequences"]))
+            assert done == set(runs)
+            assert len(instance.get_run_records()) == 3
+    finally:
+        if saved is None:
+            os.environ.pop("DAGSTER_HOME")
+        else:
+            os.environ["DAGSTER_HOME"] = saved
+
+    # Only the good runs, by name: success.
+    again = cli("run", "--root", str(data), "--warehouse", str(warehouse), "--runs", *runs,
+                env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "2 runs, 2 Dagster runs, 0 failed" in again.stdout
+
+
+def test_run_without_runs_says_what_to_do(tmp_path):
+    env = dict(os.environ, DAGSTER_HOME=str(tmp_path / "home"))
+    (tmp_path / "empty" / "logs").mkdir(parents=True)
+    result = cli("run", "--root", str(tmp_path / "empty"), "--warehouse", str(tmp_path / "w"),
+                 env=env)
+    assert result.returncode == 2
+    assert "no run folders under" in result.stderr and "lo2-dagster synth" in result.stderr
+
+
+def test_stages_alternate_per_run_and_whole_dataset():
+    runs = dg.DynamicPartitionsDefinition(name="r")
+
+    @dg.asset(partitions_def=runs)
+    def a(): ...
+
+    @dg.asset(partitions_def=runs, deps=[a])
+    def b(): ...
+
+    @dg.asset(deps=[b])
+    def model(): ...
+
+    @dg.asset(partitions_def=runs, deps=[b, model])
+    def predictions(): ...
+
+    @dg.asset(deps=[predictions])
+    def report(): ...
+
+    @dg.asset
+    def standalone(): ...
+
+    graph = dg.Definitions(assets=[a, b, model, predictions, report, standalone]) \
+        .resolve_asset_graph()
+    stages = [(s.partitioned, {k.to_user_string() for k in s.keys}) for s in plan_stages(graph)]
+    assert stages == [
+        (True, {"a", "b"}),
+        (False, {"model", "standalone"}),
+        (True, {"predictions"}),
+        (False, {"report"}),
+    ]
+
+
+def test_committed_sample_is_the_generators_output(tmp_path):
+    """data/lo2-sample is exactly `lo2-dagster synth data/lo2-sample --runs 3 --seed 0`."""
+    sample = settings.default_lo2_root()
+    generate(tmp_path, SynthConfig(runs=3, seed=0))
+
+    def digests(root: Path) -> dict[str, str]:
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(root.rglob("*")) if p.is_file()}
+
+    committed = digests(sample)
+    assert len(committed) == 3 * 54 * 7 + 3
+    assert committed == digests(tmp_path)
+    assert sum(p.stat().st_size for p in sample.rglob("*") if p.is_file()) < 15.5e6
