@@ -198,3 +198,13 @@ def test_missing_run_folder_names_it(write_run):
     root = write_run({("correct", "token"): "x"})
     with pytest.raises(LayoutError, match=r"light-oauth2-data-1.*not found"):
         loader.load_run(root, "light-oauth2-data-1")
+
+
+def test_streaming_parse_equals_in_memory_parse():
+    """The streaming engine splits work into morsels; order and content must not change."""
+    text = EXCERPT.read_text()
+    texts = [text * 150, "", "\n".join(TRACE) + "\n" + text * 50, text]
+    streaming = loader.classify_lines(texts, trim_lines=7)
+    assert len(streaming) > 60_000
+    assert streaming.equals(loader.classify_lines(texts, trim_lines=7, engine="in-memory"))
+    assert streaming["line_no"].to_list()[:3] == [0, 1, 2]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
 
@@ -25,10 +26,12 @@ DEFAULT_TRIM_LINES = 100
 
 #: ``HH:mm:ss.SSS [thread]  correlationId LEVEL logger method - message`` (light-4j logback).
 #: Hazelcast threads log a blank correlation id, which leaves three spaces before the level.
+#: The pattern stops before the message: the message is the rest of the line after ``head``,
+#: which keeps the capturing regex off the (long) message text.
 HEADER_PATTERN = (
-    r"^(?P<hh>\d{2}):(?P<mm>\d{2}):(?P<ss>\d{2})\.(?P<ms>\d{3}) \[(?P<thread>[^\]]*)\] +"
+    r"^(?P<head>(?P<hh>\d{2}):(?P<mm>\d{2}):(?P<ss>\d{2})\.(?P<ms>\d{3}) \[(?P<thread>[^\]]*)\] +"
     r"(?P<correlation_id>\S*) +(?P<level>TRACE|DEBUG|INFO|WARN|ERROR|FATAL) +(?P<logger>\S+) +"
-    r"(?P<method>\S+) -(?: |$)(?P<message>.*)$"
+    r"(?P<method>\S+) -(?: |$))"
 )
 TIMESTAMP_PREFIX = r"^\d{2}:\d{2}:\d{2}\.\d{3} "
 REJECT_REASONS = ("invalid_time", "malformed_header", "continuation_without_event")
@@ -108,37 +111,48 @@ def count_lines(text: str) -> int:
     return text.count("\n") + (1 if text and not text.endswith("\n") else 0)
 
 
-def classify_lines(texts: Sequence[str], trim_lines: int) -> pl.DataFrame:
+def classify_lines(
+    texts: Sequence[str], trim_lines: int, engine: Literal["streaming", "in-memory"] = "streaming"
+) -> pl.DataFrame:
     """One row per physical line of each text: ``file_idx``, ``line_no`` (0-based), ``line``,
-    ``kind`` (one of LINE_KINDS) and the parsed header fields of event lines."""
+    ``kind`` (one of LINE_KINDS) and the parsed header fields of event lines.
+
+    Row-local parsing runs on polars' streaming engine by default, which spreads the regex
+    over all cores (about 2.5x faster on 2 cores); the result is the same with either engine.
+    """
     non_empty = [(i, t) for i, t in enumerate(texts) if t]
     frame = pl.DataFrame(
         {"file_idx": [i for i, _ in non_empty], "text": [t for _, t in non_empty]},
         schema={"file_idx": pl.UInt32, "text": pl.String},
     )
-    lines = (
-        frame.lazy()
-        .select("file_idx", pl.col("text").str.strip_suffix("\n").str.split("\n").alias("line"))
+    text = pl.col("text").str.strip_suffix("\n")
+    split = (
+        frame.select("file_idx", text.str.split("\n").alias("line"))
         .explode("line")
-        .with_columns(
-            pl.int_range(pl.len(), dtype=pl.UInt32).over("file_idx").alias("line_no"),
-            pl.col("line").str.strip_suffix("\r"),
-        )
+        .with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).over("file_idx").alias("line_no"))
+    )
+    lines = (
+        split.lazy()
+        .with_columns(pl.col("line").str.strip_suffix("\r"))
         .with_columns(pl.col("line").str.extract_groups(HEADER_PATTERN).alias("h"))
         .unnest("h")
+        .with_columns(pl.col("line").str.slice(pl.col("head").str.len_chars()).alias("message"))
+        .drop("head")
+        .collect(engine=engine)
+        .lazy()
     )
     hh, mm, ss = (pl.col(c).cast(pl.Int64) for c in ("hh", "mm", "ss"))
     valid_time = (hh < 24) & (mm < 60) & (ss < 60)
-    parsed = pl.col("level").is_not_null()
-    is_event = (pl.col("line_no") >= trim_lines) & parsed & valid_time
+    is_header = pl.col("level").is_not_null()
+    is_event = (pl.col("line_no") >= trim_lines) & is_header & valid_time
     kind = (
         pl.when(pl.col("line_no") < trim_lines)
         .then(pl.lit("trimmed"))
         .when(pl.col("line").str.strip_chars() == "")
         .then(pl.lit("blank"))
-        .when(parsed & valid_time)
+        .when(is_header & valid_time)
         .then(pl.lit("event"))
-        .when(parsed)
+        .when(is_header)
         .then(pl.lit("invalid_time"))
         .when(pl.col("line").str.contains(TIMESTAMP_PREFIX))
         .then(pl.lit("malformed_header"))
@@ -283,7 +297,10 @@ def load_run(
             progress(f"{run}: read {done}/{len(layout.files)} files, "
                      f"{sum(len(p) for p in event_parts):,} events so far")
         del lines, batch
-    events = pl.concat(event_parts) if event_parts else pl.DataFrame(schema=EVENT_SCHEMA)
+    # No rechunk: concatenating the batches' chunks would briefly hold every event twice.
+    events = (
+        pl.concat(event_parts, rechunk=False) if event_parts else pl.DataFrame(schema=EVENT_SCHEMA)
+    )
     events = events.with_row_index("row_id").with_columns(pl.col("row_id").cast(pl.Int64))
     files = pl.DataFrame(file_rows, schema=_FILES_SCHEMA)
     fingerprint = run_fingerprint(
@@ -358,10 +375,12 @@ def _account(lines: pl.DataFrame, batch: Sequence[FileRead]) -> list[dict[str, o
 
 
 def build_sequences(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    """One row per ``seq_id`` (a service log of one test case): joined messages, label, span."""
+    """One row per ``seq_id`` (a service log of one test case): joined messages, label, span.
+
+    Expects events in ``row_id`` order, as ``load_run`` returns and the warehouse stores them.
+    """
     return (
         events.lazy()
-        .sort("row_id")
         .group_by("seq_id", maintain_order=True)
         .agg(
             pl.col("run").first(),
