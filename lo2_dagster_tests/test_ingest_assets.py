@@ -1,5 +1,7 @@
 """The ingest assets through Dagster: real runs on a real (ephemeral) instance."""
 
+import logging
+
 import dagster as dg
 import polars as pl
 import pytest
@@ -81,6 +83,10 @@ def test_ingest_writes_events_and_sequences_with_metadata(definitions, instance,
     assert "correct/light-oauth2-oauth2-user-1.log" in meta["missing_service_files"]
     [check] = result.get_asset_check_evaluations()
     assert (check.check_name, check.passed) == (LINE_ACCOUNTING_CHECK, True)
+    # What the metadata lists is also said in the run log, as a warning.
+    warnings = [e.user_message for e in instance.all_logs(result.run_id)
+                if e.level == logging.WARNING]
+    assert any("service log files are missing" in w for w in warnings)
 
 
 def test_data_version_follows_file_content(definitions, instance, two_runs):

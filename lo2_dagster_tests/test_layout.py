@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lo2_dagster.lib import names
-from lo2_dagster.lib.layout import LayoutError, discover_runs, logs_dir, run_files
+from lo2_dagster.lib.layout import LayoutError, discover_runs, logs_dir, run_files, scan_runs
 from lo2_dagster_tests.conftest import RUN
 
 
@@ -47,6 +47,9 @@ def test_discovery_skips_non_runs(write_run):
     (logs / "bad,name" / "correct" / "a.log").write_text("x")
     (logs / "light-oauth2-data-2").mkdir()  # named like a run: a run (even if empty)
     assert discover_runs(root) == [RUN, "light-oauth2-data-2"]
+    runs, skipped = scan_runs(root)
+    assert runs == [RUN, "light-oauth2-data-2"]
+    assert len(skipped) == 1 and "bad,name" in skipped[0] and "comma" in skipped[0]
 
 
 def test_run_files_reports_unknown_and_missing(write_run):

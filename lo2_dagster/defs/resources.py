@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from lo2_dagster import settings
-from lo2_dagster.lib.layout import discover_runs
+from lo2_dagster.lib.layout import scan_runs
 from lo2_dagster.storage import WarehouseIOManager
 
 
@@ -20,9 +20,9 @@ class Lo2Root(dg.ConfigurableResource):
     def resolve(self) -> Path:
         return settings.lo2_root(self.path)
 
-    def runs(self) -> list[str]:
-        """Names of the run folders found under the root, sorted."""
-        return discover_runs(self.resolve())
+    def scan(self) -> tuple[list[str], list[str]]:
+        """Run folder names found under the root (sorted), and folders skipped with the reason."""
+        return scan_runs(self.resolve())
 
 
 @dg.definitions

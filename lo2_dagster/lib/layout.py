@@ -43,17 +43,21 @@ def _looks_like_run(path: Path) -> bool:
 
 def discover_runs(root: Path) -> list[str]:
     """Sorted names of the run folders under an LO2 root (either layout), valid keys only."""
-    runs = []
+    return scan_runs(root)[0]
+
+
+def scan_runs(root: Path) -> tuple[list[str], list[str]]:
+    """Run folders under an LO2 root, and the folders skipped because their name cannot be a
+    partition key (with the reason)."""
+    runs, skipped = [], []
     for path in sorted(logs_dir(root).iterdir()):
-        if not path.is_dir() or path.name.startswith("."):
+        if not path.is_dir() or path.name.startswith(".") or not _looks_like_run(path):
             continue
         try:
-            validate_run_key(path.name)
-        except InvalidRunKey:
-            continue
-        if _looks_like_run(path):
-            runs.append(path.name)
-    return runs
+            runs.append(validate_run_key(path.name))
+        except InvalidRunKey as e:
+            skipped.append(f"{path}: {e}")
+    return runs, skipped
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ def raw_events(context: dg.AssetExecutionContext, config: RawEventsConfig, lo2_r
         raise dg.Failure(description=str(e)) from e
     totals = loaded.totals()
     seconds = time.perf_counter() - started
+    _warn_about_oddities(context, loaded, totals)
     context.log.info(
         f"{run}: {totals['event']:,} events from {totals['lines']:,} lines in "
         f"{len(loaded.files)} files ({totals['bytes'] / 1e6:.1f} MB) in {seconds:.1f} s"
@@ -114,6 +115,27 @@ def _run_key(context: dg.AssetExecutionContext) -> str:
         return validate_run_key(context.partition_key)
     except InvalidRunKey as e:
         raise dg.Failure(description=str(e)) from e
+
+
+def _warn_about_oddities(
+    context: dg.AssetExecutionContext, loaded: loader.RunLoad, totals: dict[str, int]
+) -> None:
+    """Say in the run log what the metadata lists, so nobody has to open it to notice."""
+    layout = loaded.layout
+    if layout.ignored:
+        context.log.warning(
+            f"Ignored {len(layout.ignored)} unknown entries in {layout.run_dir}: "
+            f"{', '.join(layout.ignored[:10])}{' ...' if len(layout.ignored) > 10 else ''}"
+        )
+    if layout.missing:
+        context.log.warning(f"{len(layout.missing)} service log files are missing, e.g. "
+                            f"{layout.missing[0]}")
+    rejected = sum(totals[r] for r in loader.REJECT_REASONS)
+    if rejected:
+        context.log.warning(f"{rejected} lines rejected, e.g. {loaded.rejected_examples[0]}")
+    if totals["invalid_utf8_lines"]:
+        context.log.warning(f"{totals['invalid_utf8_lines']} lines had invalid UTF-8 "
+                            "(replaced by U+FFFD)")
 
 
 def _events_metadata(

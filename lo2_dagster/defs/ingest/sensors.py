@@ -30,9 +30,11 @@ def ingest_run_key(run: str) -> str:
 )
 def lo2_new_runs(context: dg.SensorEvaluationContext, lo2_root: Lo2Root) -> dg.SensorResult:
     try:
-        found = lo2_root.runs()
+        found, skipped = lo2_root.scan()
     except LayoutError as e:
         return dg.SensorResult(skip_reason=str(e))
+    for reason in skipped:
+        context.log.warning(f"Skipped run folder {reason}")
     seen = set(json.loads(context.cursor)) if context.cursor else set()
     existing = set(context.instance.get_dynamic_partitions(RUNS.name))
     new = [run for run in found if run not in seen and run not in existing]
