@@ -144,7 +144,16 @@ def test_time_keeps_increasing_across_midnight(write_run):
     assert stamps[:3] == sorted(stamps[:3])
 
 
-def test_run_without_epoch_gets_a_warning_free_1970_date(write_run):
+def test_logs_just_before_a_run_that_starts_after_midnight(write_run):
+    run = "light-oauth2-data-1719619500"  # 2024-06-29 00:05:00 UTC
+    lines = [line(t, "x") for t in ("23:58:00.000", "23:59:59.000", "00:00:01.000")]
+    root = write_run({("correct", "token"): "\n".join(lines)}, run=run)
+    stamps = loader.load_run(root, run, trim_lines=0).events["m_timestamp"].to_list()
+    assert stamps == [datetime(2024, 6, 28, 23, 58), datetime(2024, 6, 28, 23, 59, 59),
+                      datetime(2024, 6, 29, 0, 0, 1)]
+
+
+def test_run_without_epoch_is_dated_1970(write_run):
     root = write_run({("correct", "token"): line("10:00:00.000", "x")}, run="my-run")
     stamp = loader.load_run(root, "my-run", trim_lines=0).events["m_timestamp"][0]
     assert stamp == datetime(1970, 1, 1, 10)

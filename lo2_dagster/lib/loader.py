@@ -173,18 +173,22 @@ def classify_lines(
 
 
 def _timestamps(start: datetime | None) -> pl.Expr:
-    """Absolute event times from times of day: the date is the run's start date; a time more
-    than 12 h before the run's start time is on the next day, and each backwards jump of more
-    than 12 h within a file (midnight) adds a day, so time keeps increasing."""
+    """Absolute event times from times of day: a file's first time is put on the day that
+    brings it within 12 h of the run's start (the run's date, the next day after midnight, or
+    the day before when logs start just before a run that starts just after midnight); each
+    backwards jump of more than 12 h within a file (midnight) adds a day, so time increases."""
     base = start or _EPOCH0
     start_tod = (base - base.replace(hour=0, minute=0, second=0, microsecond=0)).seconds * 1000
     midnight = base.replace(hour=0, minute=0, second=0, microsecond=0)
     tod = pl.col("tod_ms")
-    first_next_day = (
-        ((start_tod - tod.first()) > _HALF_DAY_MS).cast(pl.Int64) if start else pl.lit(0)
+    lead = pl.lit(start_tod) - tod.first()
+    first_day = (
+        (lead > _HALF_DAY_MS).cast(pl.Int64) - (lead < -_HALF_DAY_MS).cast(pl.Int64)
+        if start
+        else pl.lit(0)
     )
     wraps = (tod.diff().fill_null(0) < -_HALF_DAY_MS).cast(pl.Int64).cum_sum()
-    days = (first_next_day + wraps).over("file_idx")
+    days = (first_day + wraps).over("file_idx")
     offset_ms = days * _DAY_MS + tod
     return (pl.lit(midnight).cast(pl.Datetime("us")) + pl.duration(milliseconds=offset_ms)).alias(
         "m_timestamp"

@@ -10,7 +10,7 @@ from lo2_dagster.defs.keys import LINE_ACCOUNTING_CHECK, RAW_EVENTS, RAW_SEQUENC
 from lo2_dagster.defs.resources import Lo2Root
 from lo2_dagster.lib import loader
 from lo2_dagster.lib.layout import LayoutError
-from lo2_dagster.lib.names import InvalidRunKey, validate_run_key
+from lo2_dagster.lib.names import InvalidRunKey, run_start, validate_run_key
 from lo2_dagster.meta import bullet_list, column_schema, table
 
 EVENT_COLUMNS = {
@@ -122,6 +122,11 @@ def _warn_about_oddities(
 ) -> None:
     """Say in the run log what the metadata lists, so nobody has to open it to notice."""
     layout = loaded.layout
+    if run_start(loaded.run) is None:
+        context.log.warning(
+            f"Run folder name {loaded.run!r} carries no epoch (light-oauth2-data-<epoch>): "
+            "log lines have no date, so m_timestamp is dated 1970-01-01."
+        )
     if layout.ignored:
         context.log.warning(
             f"Ignored {len(layout.ignored)} unknown entries in {layout.run_dir}: "
