@@ -130,18 +130,25 @@ def test_invalid_utf8_is_replaced_and_counted(write_run):
 
 
 def test_time_keeps_increasing_across_midnight(write_run):
-    # The run starts 23:59:30 UTC; this test case starts before midnight and ends after it.
+    # The run starts 23:59:30 UTC; this test case starts before midnight and ends after it,
+    # and its threads interleave: a line from before midnight is written after one from after.
     run = "light-oauth2-data-1719705570"  # 2024-06-29 23:59:30 UTC
-    lines = [line(t, "x") for t in ("23:59:58.000", "23:59:59.999", "00:00:00.001", "00:00:05.0")]
-    later = [line(t, "y") for t in ("00:10:00.000", "00:10:01.000")]  # a later test case
-    root = write_run({("correct", "token"): "\n".join(lines[:3]),
-                      ("get_token_404", "token"): "\n".join(later)}, run=run)
+    times = ("23:59:59.990", "00:00:00.010", "23:59:59.995", "00:00:00.020", "00:00:05.000")
+    later = ("00:10:00.000", "00:10:01.000")  # a later test case, wholly after midnight
+    root = write_run({("correct", "token"): "\n".join(line(t, "x") for t in times),
+                      ("get_token_404", "token"): "\n".join(line(t, "y") for t in later)},
+                     run=run)
     stamps = loader.load_run(root, run, trim_lines=0).events["m_timestamp"].to_list()
-    assert stamps[0] == datetime(2024, 6, 29, 23, 59, 58)
-    assert stamps[2] == datetime(2024, 6, 30, 0, 0, 0, 1000)
-    # Sorted by test case folder name, then time: 'correct' first, then the later test case.
-    assert stamps[3] == datetime(2024, 6, 30, 0, 10)
-    assert stamps[:3] == sorted(stamps[:3])
+    before, after = datetime(2024, 6, 29), datetime(2024, 6, 30)
+    assert stamps == [
+        before.replace(hour=23, minute=59, second=59, microsecond=990_000),
+        after.replace(microsecond=10_000),
+        before.replace(hour=23, minute=59, second=59, microsecond=995_000),
+        after.replace(microsecond=20_000),
+        after.replace(second=5),
+        after.replace(minute=10),
+        after.replace(minute=10, second=1),
+    ]
 
 
 def test_logs_just_before_a_run_that_starts_after_midnight(write_run):
@@ -188,13 +195,35 @@ def test_fingerprint_follows_content_only(write_run, tmp_path):
     assert loader.load_run(write_run(files, root=tmp_path / "a"), RUN, 0).fingerprint != a
 
 
-def test_batches_give_the_same_events_as_one_batch(write_run, monkeypatch):
+def test_batches_give_the_same_result_as_one_batch(write_run, monkeypatch):
     text = EXCERPT.read_text()
-    files = {(tc, svc): text for tc in ("correct", "get_token_404") for svc in ("token", "code")}
+    trace = line("16:31:00.000", "ApiException", level="ERROR") + "\n" + "\n".join(TRACE)
+    odd = "\n".join([*TRACE[:2], line("16:31:01.000", "ok"), "10:00:00.006 [x] broken",
+                     *TRACE[1:3], trace])
+    cases, services = ("correct", "get_token_404"), ("token", "code")
+    files = {(tc, svc): text + trace for tc in cases for svc in services}
+    files["correct", "user"] = odd  # starts with orphan frames, has a rejected line + its frames
     root = write_run(files)
-    whole = loader.load_run(root, RUN, trim_lines=10).events
+    whole = loader.load_run(root, RUN, trim_lines=0)
+    assert whole.totals()["continuation_without_event"] == 2
+    assert whole.totals()["continuation_of_rejected"] == 2
     monkeypatch.setattr(loader, "_BATCH_BYTES", 1)  # one file per batch
-    assert loader.load_run(root, RUN, trim_lines=10).events.equals(whole)
+    batched = loader.load_run(root, RUN, trim_lines=0)
+    assert batched.events.equals(whole.events)
+    assert batched.files.equals(whole.files)
+    assert whole.events["m_message"].str.contains("Caused by").sum() == 5
+
+
+def test_frames_below_a_rejected_line_do_not_join_the_event_above(write_run):
+    lines = [line("10:00:00.000", "A"), "10:00:00.001 [XNIO-1 task-1] garbled",
+             "\tat x.Y.z(Y.java:1)", line("25:00:00.000", "bad time"), "\tat q.R.s(R.java:2)",
+             line("10:00:00.002", "B", level="ERROR"), "\tat ok.Frame(F.java:3)"]
+    root = write_run({("correct", "token"): "\ufeff" + "\n".join(lines)})  # with a BOM
+    loaded = loader.load_run(root, RUN, trim_lines=0)
+    assert loaded.events["m_message"].to_list() == ["A", "B\n\tat ok.Frame(F.java:3)"]
+    totals = loaded.totals()
+    assert (totals["malformed_header"], totals["invalid_time"]) == (1, 1)
+    assert (totals["continuation_of_rejected"], totals["continuation"]) == (2, 1)
 
 
 def test_negative_trim_is_refused(write_run):

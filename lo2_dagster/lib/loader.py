@@ -34,7 +34,12 @@ HEADER_PATTERN = (
     r"(?P<method>\S+) -(?: |$))"
 )
 TIMESTAMP_PREFIX = r"^\d{2}:\d{2}:\d{2}\.\d{3} "
-REJECT_REASONS = ("invalid_time", "malformed_header", "continuation_without_event")
+REJECT_REASONS = (
+    "invalid_time",  # a header whose time of day cannot exist (25:61:00.000)
+    "malformed_header",  # starts with a timestamp, but the rest is not a light-4j header
+    "continuation_without_event",  # no timestamp, and no record above it in the file
+    "continuation_of_rejected",  # no timestamp, below a rejected line: not the event's trace
+)
 LINE_KINDS = ("trimmed", "blank", "event", "continuation", *REJECT_REASONS)
 
 _DAY_MS = 86_400_000
@@ -125,7 +130,7 @@ def classify_lines(
         {"file_idx": [i for i, _ in non_empty], "text": [t for _, t in non_empty]},
         schema={"file_idx": pl.UInt32, "text": pl.String},
     )
-    text = pl.col("text").str.strip_suffix("\n")
+    text = pl.col("text").str.strip_prefix("\ufeff").str.strip_suffix("\n")  # BOM, last newline
     split = (
         frame.select("file_idx", text.str.split("\n").alias("line"))
         .explode("line")
@@ -144,9 +149,18 @@ def classify_lines(
     hh, mm, ss = (pl.col(c).cast(pl.Int64) for c in ("hh", "mm", "ss"))
     valid_time = (hh < 24) & (mm < 60) & (ss < 60)
     is_header = pl.col("level").is_not_null()
-    is_event = (pl.col("line_no") >= trim_lines) & is_header & valid_time
+    kept = pl.col("line_no") >= trim_lines
+    # A record starts at each kept line that begins with a timestamp: an event, or a line
+    # rejected for its header. Lines without a timestamp continue the record above them.
+    starts = kept & (is_header | pl.col("line").str.contains(TIMESTAMP_PREFIX))
+    records = lines.with_columns(
+        starts.cum_sum().alias("record_idx"),
+        (starts.cum_sum().over("file_idx") > 0).alias("has_record"),
+        pl.when(starts).then(is_header & valid_time).forward_fill().over("file_idx")
+        .alias("record_is_event"),
+    )
     kind = (
-        pl.when(pl.col("line_no") < trim_lines)
+        pl.when(~kept)
         .then(pl.lit("trimmed"))
         .when(pl.col("line").str.strip_chars() == "")
         .then(pl.lit("blank"))
@@ -156,18 +170,16 @@ def classify_lines(
         .then(pl.lit("invalid_time"))
         .when(pl.col("line").str.contains(TIMESTAMP_PREFIX))
         .then(pl.lit("malformed_header"))
-        .when(is_event.cum_sum().over("file_idx") > 0)
+        .when(~pl.col("has_record"))
+        .then(pl.lit("continuation_without_event"))
+        .when(pl.col("record_is_event"))
         .then(pl.lit("continuation"))
-        .otherwise(pl.lit("continuation_without_event"))
+        .otherwise(pl.lit("continuation_of_rejected"))
     )
     tod_ms = ((hh * 60 + mm) * 60 + ss) * 1000 + pl.col("ms").cast(pl.Int64)
     return (
-        lines.with_columns(
-            kind.alias("kind"),
-            tod_ms.alias("tod_ms"),
-            is_event.cum_sum().alias("event_idx"),
-        )
-        .drop("hh", "mm", "ss", "ms")
+        records.with_columns(kind.alias("kind"), tod_ms.alias("tod_ms"))
+        .drop("hh", "mm", "ss", "ms", "has_record", "record_is_event")
         .collect()
     )
 
@@ -176,7 +188,8 @@ def _timestamps(start: datetime | None) -> pl.Expr:
     """Absolute event times from times of day: a file's first time is put on the day that
     brings it within 12 h of the run's start (the run's date, the next day after midnight, or
     the day before when logs start just before a run that starts just after midnight); each
-    backwards jump of more than 12 h within a file (midnight) adds a day, so time increases."""
+    backwards jump of more than 12 h within a file (midnight) adds a day and each forward jump
+    of more than 12 h (a late line from before midnight) takes one away."""
     base = start or _EPOCH0
     start_tod = (base - base.replace(hour=0, minute=0, second=0, microsecond=0)).seconds * 1000
     midnight = base.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -187,7 +200,9 @@ def _timestamps(start: datetime | None) -> pl.Expr:
         if start
         else pl.lit(0)
     )
-    wraps = (tod.diff().fill_null(0) < -_HALF_DAY_MS).cast(pl.Int64).cum_sum()
+    step = tod.diff().fill_null(0)
+    # Threads interleave, so a line may step back over midnight too: undo jumps both ways.
+    wraps = ((step < -_HALF_DAY_MS).cast(pl.Int64) - (step > _HALF_DAY_MS).cast(pl.Int64)).cum_sum()
     days = (first_day + wraps).over("file_idx")
     offset_ms = days * _DAY_MS + tod
     return (pl.lit(midnight).cast(pl.Datetime("us")) + pl.duration(milliseconds=offset_ms)).alias(
@@ -200,14 +215,13 @@ def events_from_lines(lines: pl.DataFrame, start: datetime | None) -> pl.DataFra
     continuations = (
         lines.lazy()
         .filter(pl.col("kind") == "continuation")
-        .group_by("event_idx")
+        .group_by("record_idx")
         .agg(pl.col("line").str.join("\n").alias("cont"))
     )
     return (
         lines.lazy()
         .filter(pl.col("kind") == "event")
-        .join(continuations, on="event_idx", how="left")
-        .sort("event_idx")
+        .join(continuations, on="record_idx", how="left", maintain_order="left")
         .with_columns(
             _timestamps(start),
             pl.when(pl.col("cont").is_null())
