@@ -9,6 +9,7 @@ into place, so a failed or retried write never leaves a half-written partition b
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from typing import Any
@@ -59,8 +60,13 @@ class PolarsParquetIOManager(dg.UPathIOManager):
             frame = pl.read_parquet(f)
         return frame.lazy() if lazy else frame
 
-    def get_metadata(self, context: dg.OutputContext, obj: Any) -> dict[str, Any]:
-        return {}
+
+@functools.cache
+def _umask() -> int:
+    """The process umask (read once: reading it means setting it, briefly)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _is_local(path: UPath) -> bool:
@@ -73,6 +79,8 @@ def _write_local_atomic(obj: pl.DataFrame | pl.LazyFrame, target: str) -> None:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=folder)
     os.close(fd)
+    # mkstemp makes the file private (0600); the warehouse is meant to be read by notebooks.
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         if isinstance(obj, pl.LazyFrame):
             obj.sink_parquet(tmp, compression="zstd", statistics=True)

@@ -52,11 +52,15 @@ def test_partitions_land_at_documented_paths(tmp_path):
     assert leftovers == []
 
 
-def test_rewrite_replaces_the_partition(tmp_path):
-    _materialize(str(tmp_path), [RUN])
-    _materialize(str(tmp_path), [RUN])
-    assert len(pl.read_parquet(tmp_path / "lo2" / "thing" / f"{RUN}.parquet")) == 2
+def test_rewrite_replaces_the_partition_readable_by_others(tmp_path):
+    manager = PolarsParquetIOManager(base_path=UPath(tmp_path))
+    target = UPath(tmp_path) / "lo2" / "thing" / f"{RUN}.parquet"
+    context = dg.build_output_context(asset_key=["lo2", "thing"])
+    manager.dump_to_path(context, FRAME, target)
+    manager.dump_to_path(context, FRAME.head(1), target)
+    assert pl.read_parquet(target.path).equals(FRAME.head(1))
     assert len(list((tmp_path / "lo2" / "thing").iterdir())) == 1
+    assert (tmp_path / "lo2" / "thing" / f"{RUN}.parquet").stat().st_mode & 0o044  # not 0600
 
 
 def test_fsspec_url_root_works_without_code_changes():
@@ -67,14 +71,16 @@ def test_fsspec_url_root_works_without_code_changes():
         assert pl.read_parquet(f)["run"].to_list() == [RUN, RUN]
 
 
-def test_failed_write_leaves_nothing_behind(tmp_path):
+def test_failed_rewrite_keeps_the_good_partition(tmp_path):
     manager = PolarsParquetIOManager(base_path=UPath(tmp_path))
-    target = UPath(tmp_path) / "lo2" / "bad.parquet"
+    target = UPath(tmp_path) / "lo2" / "thing.parquet"
+    context = dg.build_output_context(asset_key=["lo2", "thing"])
+    manager.dump_to_path(context, FRAME, target)
     broken = pl.LazyFrame({"x": [1]}).select(pl.col("x").cast(pl.Int64) // pl.lit("a"))
     with pytest.raises(Exception):  # noqa: B017 - polars raises its own error types
-        manager.dump_to_path(dg.build_output_context(asset_key=["lo2", "bad"]), broken, target)
-    assert not target.exists()
-    assert list((tmp_path / "lo2").iterdir()) == []
+        manager.dump_to_path(context, broken, target)
+    assert pl.read_parquet(target.path).equals(FRAME)  # the old file, intact
+    assert [p.name for p in (tmp_path / "lo2").iterdir()] == ["thing.parquet"]  # no temp file
 
 
 def test_non_frames_are_refused(tmp_path):
