@@ -49,10 +49,10 @@ def ensure_data(data: Path, runs: int, token_lines: int) -> Path:
 
 
 def bench_loader(data: Path) -> None:
-    from lo2_dagster.lib.layout import discover_runs
+    from lo2_dagster.lib.layout import scan_runs
 
     total_lines = total_seconds = 0.0
-    for run in discover_runs(data):
+    for run in scan_runs(data)[0]:
         out = subprocess.run([sys.executable, "-c", CHILD, str(data), run], check=True,
                              capture_output=True, text=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])

@@ -34,8 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--warehouse", help=f"warehouse root (default ${settings.ENV_WAREHOUSE} "
                                          "or data/warehouse)")
     run.add_argument("--runs", nargs="*", metavar="RUN", help="only these run folders")
-    run.add_argument("--log-level", default="WARNING",
-                     help="Dagster log level on the terminal (DEBUG, INFO, WARNING)")
+    run.add_argument("--log-level", default="INFO",
+                     help="log level of the assets on the terminal (DEBUG, INFO, WARNING)")
     run.set_defaults(func=_run)
 
     ui = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on this DAGSTER_HOME")
@@ -50,11 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _export_locations(args: argparse.Namespace) -> None:
-    """Make --root/--warehouse visible to the resources (they read the environment at run)."""
-    if getattr(args, "root", None):
-        os.environ[settings.ENV_ROOT] = str(Path(args.root).expanduser().resolve())
-    if getattr(args, "warehouse", None):
-        os.environ[settings.ENV_WAREHOUSE] = settings.warehouse_root(args.warehouse)
+    """Export the LO2 root and warehouse as absolute values (from the flags, else the
+    environment), so the resources of this process and of `dagster dev` (which runs in the
+    checkout) see the same folders, whatever the current directory."""
+    os.environ[settings.ENV_ROOT] = str(settings.lo2_root(getattr(args, "root", None)))
+    os.environ[settings.ENV_WAREHOUSE] = settings.warehouse_root(getattr(args, "warehouse", None))
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -79,15 +79,17 @@ def _run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from lo2_dagster.definitions import defs
-    from lo2_dagster.lib.layout import LayoutError, discover_runs
+    from lo2_dagster.lib.layout import LayoutError, scan_runs
     from lo2_dagster.pipeline import add_run_partitions, materialize_all
 
     root = settings.lo2_root()
     try:
-        runs = discover_runs(root)
+        runs, skipped = scan_runs(root)
     except LayoutError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for reason in skipped:
+        print(f"warning: skipped run folder {reason}", file=sys.stderr)
     if args.runs:
         unknown = sorted(set(args.runs) - set(runs))
         if unknown:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
+from dagster._core.execution.plan.objects import StepFailureData
 
 from lo2_dagster.defs.ingest.partitions import RUNS
 
@@ -71,15 +72,23 @@ def materialize_all(
     instance: dg.DagsterInstance,
     runs: Sequence[str],
     report: Callable[[str], object] = print,
-    log_level: str = "WARNING",
+    log_level: str = "INFO",
 ) -> list[Outcome]:
     """Materialize every asset for ``runs`` (per-run assets) and once (the others)."""
     graph = defs.resolve_asset_graph()
+    other = [k.to_user_string() for k in graph.materializable_asset_keys
+             if graph.get(k).is_partitioned and graph.get(k).partitions_def != RUNS]
+    if other:
+        raise ValueError(f"materialize_all handles per-run partitions only; not: {other}")
     job = defs.resolve_implicit_global_asset_job_def()
     outcomes: list[Outcome] = []
     failed_runs: set[str] = set()
+    failed_stage: str | None = None
     for stage in plan_stages(graph):
         names = ", ".join(k.to_user_string() for k in stage.keys)
+        if failed_stage:
+            report(f"skip {names}: {failed_stage} failed")
+            continue
         partitions: list[str | None] = list(runs) if stage.partitioned else [None]
         for i, partition in enumerate(partitions, 1):
             if partition in failed_runs:
@@ -90,8 +99,11 @@ def materialize_all(
             outcome = _execute(job, instance, stage.keys, partition, log_level)
             outcomes.append(outcome)
             report(f"  {_describe(outcome)}")
-            if not outcome.success and partition is not None:
-                failed_runs.add(partition)
+            if not outcome.success:
+                if partition is None:
+                    failed_stage = names  # everything after depends on the whole dataset
+                else:
+                    failed_runs.add(partition)
     return outcomes
 
 
@@ -120,13 +132,20 @@ def _execute(
     }
     error = None
     if not result.success:
-        failures = [ev for ev in result.all_events if ev.is_step_failure]
-        error = "; ".join(
-            (ev.step_failure_data.error.message.strip() if ev.step_failure_data.error else "")
-            for ev in failures
-        ) or "run failed"
+        failures = [ev.step_failure_data for ev in result.all_events if ev.is_step_failure]
+        error = "; ".join(_failure_message(f) for f in failures) or "run failed"
     return Outcome(partition, keys, result.success, time.perf_counter() - started,
                    result.run_id, metadata, error)
+
+
+def _failure_message(failure: StepFailureData) -> str:
+    """What went wrong, in the user's words: a Failure's description, else the root cause."""
+    if failure.user_failure_data and failure.user_failure_data.description:
+        return failure.user_failure_data.description
+    error = failure.error
+    while error is not None and error.cause is not None:
+        error = error.cause
+    return error.message.strip() if error is not None else "step failed"
 
 
 def _describe(outcome: Outcome) -> str:

@@ -25,7 +25,7 @@ def default_lo2_root() -> Path:
 def lo2_root(explicit: str | None = None) -> Path:
     """The LO2 root: explicit value, else ``$LO2_ROOT``, else the committed sample."""
     value = explicit or os.environ.get(ENV_ROOT)
-    return Path(value).expanduser() if value else default_lo2_root()
+    return Path(value).expanduser().resolve() if value else default_lo2_root()
 
 
 def warehouse_root(explicit: str | None = None) -> str:

@@ -9,6 +9,7 @@ from dagster._core.definitions.data_version import StaleStatus
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
 from lo2_dagster.definitions import defs
+from lo2_dagster.defs.ingest.assets import _line_accounting_check
 from lo2_dagster.defs.ingest.partitions import RUNS
 from lo2_dagster.defs.keys import LINE_ACCOUNTING_CHECK, RAW_EVENTS, RAW_SEQUENCES
 from lo2_dagster.lib import loader
@@ -81,6 +82,7 @@ def test_ingest_writes_events_and_sequences_with_metadata(definitions, instance,
     assert columns == list(loader.EVENT_SCHEMA)
     assert {r.data["service"] for r in meta["per_service"].records} == {"code", "token"}
     assert "correct/light-oauth2-oauth2-user-1.log" in meta["missing_service_files"]
+    assert meta["files_without_events"] == "none"
     [check] = result.get_asset_check_evaluations()
     assert (check.check_name, check.passed) == (LINE_ACCOUNTING_CHECK, True)
     # What the metadata lists is also said in the run log, as a warning.
@@ -143,3 +145,26 @@ def test_bad_partition_key_is_a_clear_error(definitions, instance, two_runs):
     assert not result.success
     [failure] = [ev for ev in result.all_events if ev.is_step_failure]
     assert "Invalid run partition key" in failure.step_failure_data.user_failure_data.description
+
+
+def test_line_accounting_check_fails_when_lines_go_missing(two_runs):
+    loaded = loader.load_run(two_runs, RUN)
+    assert _line_accounting_check(loaded).passed
+    loaded.files = loaded.files.with_columns(
+        pl.when(pl.col("service") == "code").then(pl.col("lines") + 1).otherwise("lines")
+        .alias("lines"))
+    failed = _line_accounting_check(loaded)
+    assert not failed.passed
+    assert "correct/light-oauth2-oauth2-code-1.log" in failed.metadata["files_not_adding_up"].value
+
+
+def test_empty_and_startup_only_files_are_listed(definitions, instance, write_run, isolated_env):
+    write_run({("correct", "token"): EXCERPT.read_text(), ("correct", "key"): "",
+               ("correct", "code"): "\n".join(EXCERPT.read_text().splitlines()[:100])})
+    result = ingest(definitions, instance, RUN)
+    [mat] = result.asset_materializations_for_node("lo2__raw_events")
+    listed = mat.metadata["files_without_events"].value
+    assert "correct/light-oauth2-oauth2-key-1.log" in listed
+    assert "correct/light-oauth2-oauth2-code-1.log" in listed
+    assert "token" not in listed
+    assert mat.metadata["empty_files"].value == 1

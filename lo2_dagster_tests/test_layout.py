@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lo2_dagster.lib import names
-from lo2_dagster.lib.layout import LayoutError, discover_runs, logs_dir, run_files, scan_runs
+from lo2_dagster.lib.layout import LayoutError, has_logs, logs_dir, run_files, scan_runs
 from lo2_dagster_tests.conftest import RUN
 
 
@@ -16,6 +16,8 @@ def test_names_match_the_dataset():
     assert names.service_of_file("light-oauth2-oauth2-refresh-token-1.log") == "refresh-token"
     assert names.service_of_file("light-oauth2-oauth2-mysql-1.log") is None
     assert names.run_epoch(RUN) == 1719592986 and names.run_epoch("other") is None
+    assert names.run_start(RUN).isoformat() == "2024-06-28T16:43:06"
+    assert names.run_start("light-oauth2-data-1719592986000000") is None  # out of range
     assert names.seq_id(RUN, "correct", "token") == f"{RUN}__correct__token"
 
 
@@ -33,8 +35,8 @@ def test_good_run_key_passes():
 def test_both_layouts_are_accepted(write_run, tmp_path):
     nested = write_run({("correct", "token"): "x"})
     assert logs_dir(nested) == nested / "logs"
-    assert discover_runs(nested) == [RUN]
-    assert discover_runs(nested / "logs") == [RUN]
+    assert scan_runs(nested) == ([RUN], [])
+    assert scan_runs(nested / "logs") == ([RUN], [])
 
 
 def test_discovery_skips_non_runs(write_run):
@@ -46,10 +48,16 @@ def test_discovery_skips_non_runs(write_run):
     (logs / "bad,name" / "correct").mkdir()
     (logs / "bad,name" / "correct" / "a.log").write_text("x")
     (logs / "light-oauth2-data-2").mkdir()  # named like a run: a run (even if empty)
-    assert discover_runs(root) == [RUN, "light-oauth2-data-2"]
     runs, skipped = scan_runs(root)
     assert runs == [RUN, "light-oauth2-data-2"]
     assert len(skipped) == 1 and "bad,name" in skipped[0] and "comma" in skipped[0]
+
+
+def test_has_logs_tells_a_run_being_copied(write_run):
+    root = write_run({("correct", "token"): "x"})
+    (root / "logs" / "light-oauth2-data-2" / "correct").mkdir(parents=True)
+    assert has_logs(root, RUN)
+    assert not has_logs(root, "light-oauth2-data-2")
 
 
 def test_run_files_reports_unknown_and_missing(write_run):
@@ -81,4 +89,4 @@ def test_run_without_test_cases_fails_naming_the_folder(write_run):
 
 def test_missing_root_is_a_clear_error(tmp_path):
     with pytest.raises(LayoutError, match=r"does not exist.*LO2_ROOT"):
-        discover_runs(tmp_path / "nowhere")
+        scan_runs(tmp_path / "nowhere")

@@ -11,8 +11,9 @@ import dagster as dg
 import polars as pl
 
 from lo2_dagster import settings
+from lo2_dagster.defs.ingest.partitions import RUNS
 from lo2_dagster.lib.synth import SynthConfig, generate
-from lo2_dagster.pipeline import plan_stages
+from lo2_dagster.pipeline import materialize_all, plan_stages
 
 CLI = str(Path(sys.executable).parent / "lo2-dagster")
 
@@ -120,3 +121,31 @@ def test_committed_sample_is_the_generators_output(tmp_path):
     assert len(committed) == 3 * 54 * 7 + 3
     assert committed == digests(tmp_path)
     assert sum(p.stat().st_size for p in sample.rglob("*") if p.is_file()) < 15.5e6
+
+
+def test_a_failed_whole_dataset_stage_stops_what_follows(tmp_path):
+    @dg.asset(partitions_def=RUNS)
+    def per_run(context: dg.AssetExecutionContext) -> int:
+        if context.partition_key == "bad":
+            raise ValueError("bad run")
+        return 1
+
+    @dg.asset(deps=[per_run])
+    def whole() -> int:
+        raise RuntimeError("model failed")
+
+    @dg.asset(partitions_def=RUNS, deps=[whole])
+    def after(): ...
+
+    definitions = dg.Definitions(
+        assets=[per_run, whole, after],
+        resources={"io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path))},
+    )
+    lines: list[str] = []
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(RUNS.name, ["good", "bad"])
+        outcomes = materialize_all(definitions, instance, ["good", "bad"], report=lines.append)
+    assert [(o.partition, o.success) for o in outcomes] == [
+        ("good", True), ("bad", False), (None, False)]
+    assert "bad run" in outcomes[1].error and "model failed" in outcomes[2].error
+    assert lines[-1] == "skip after: whole failed"

@@ -59,6 +59,21 @@ def test_partition_deleted_by_hand_is_not_readded(write_run):
         assert not evaluate(instance, root, first.cursor).run_requests
 
 
+def test_run_being_copied_waits_until_it_has_logs(write_run):
+    root = write_run({("correct", "token"): "x"})
+    (root / "logs" / RUN_2 / "correct").mkdir(parents=True)  # created, nothing copied yet
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = evaluate(instance, root)
+        assert [r.partition_key for r in first.run_requests] == [RUN]
+        apply(instance, first)
+        waiting = evaluate(instance, root, first.cursor)
+        assert not waiting.run_requests and f"waiting for logs in {RUN_2}" in \
+            waiting.skip_reason.skip_message
+        write_run({("correct", "token"): "x"}, run=RUN_2)  # the copy has arrived
+        ready = evaluate(instance, root, waiting.cursor)
+        assert [r.partition_key for r in ready.run_requests] == [RUN_2]
+
+
 def test_missing_root_skips_with_the_reason(tmp_path):
     with dg.DagsterInstance.ephemeral() as instance:
         result = evaluate(instance, tmp_path / "nowhere")

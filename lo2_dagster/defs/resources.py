@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from lo2_dagster import settings
-from lo2_dagster.lib.layout import scan_runs
+from lo2_dagster.lib.layout import has_logs, scan_runs
 from lo2_dagster.storage import WarehouseIOManager
 
 
@@ -23,6 +23,10 @@ class Lo2Root(dg.ConfigurableResource):
     def scan(self) -> tuple[list[str], list[str]]:
         """Run folder names found under the root (sorted), and folders skipped with the reason."""
         return scan_runs(self.resolve())
+
+    def has_logs(self, run: str) -> bool:
+        """Whether the run folder already holds service logs (it may be being copied)."""
+        return has_logs(self.resolve(), run)
 
 
 @dg.definitions

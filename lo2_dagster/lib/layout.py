@@ -41,14 +41,9 @@ def _looks_like_run(path: Path) -> bool:
     return any(sub.is_dir() and any(sub.glob("*.log")) for sub in path.iterdir())
 
 
-def discover_runs(root: Path) -> list[str]:
-    """Sorted names of the run folders under an LO2 root (either layout), valid keys only."""
-    return scan_runs(root)[0]
-
-
 def scan_runs(root: Path) -> tuple[list[str], list[str]]:
-    """Run folders under an LO2 root, and the folders skipped because their name cannot be a
-    partition key (with the reason)."""
+    """Sorted names of the run folders under an LO2 root (either layout), and the folders
+    skipped because their name cannot be a partition key (each with the reason)."""
     runs, skipped = [], []
     for path in sorted(logs_dir(root).iterdir()):
         if not path.is_dir() or path.name.startswith(".") or not _looks_like_run(path):
@@ -58,6 +53,18 @@ def scan_runs(root: Path) -> tuple[list[str], list[str]]:
         except InvalidRunKey as e:
             skipped.append(f"{path}: {e}")
     return runs, skipped
+
+
+def has_logs(root: Path, run: str) -> bool:
+    """Whether a run folder holds at least one service log in a known test-case folder (a run
+    still being created or copied may not yet)."""
+    run_dir = logs_dir(root) / run
+    return any(
+        service_of_file(log.name) is not None
+        for case in TEST_CASES
+        if (run_dir / case).is_dir()
+        for log in (run_dir / case).iterdir()
+    )
 
 
 @dataclass(frozen=True)

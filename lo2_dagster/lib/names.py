@@ -99,9 +99,15 @@ def run_epoch(run: str) -> int | None:
 
 
 def run_start(run: str) -> datetime | None:
-    """Start of a run as a naive UTC datetime (LO2 log times are UTC and carry no date)."""
+    """Start of a run as a naive UTC datetime (LO2 log times are UTC and carry no date), or
+    None if the name carries no usable epoch (none, or one out of range such as milliseconds)."""
     epoch = run_epoch(run)
-    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None)
+    if epoch is None:
+        return None
+    try:
+        return datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def seq_id(run: str, test_case: str, service: str) -> str:
