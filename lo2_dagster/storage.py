@@ -41,7 +41,9 @@ class PolarsParquetIOManager(dg.UPathIOManager):
             _write_local_atomic(obj, str(path.path))
         else:
             with path.open("wb") as f:
-                (obj.collect() if isinstance(obj, pl.LazyFrame) else obj).write_parquet(f)
+                (obj.collect() if isinstance(obj, pl.LazyFrame) else obj).write_parquet(
+                    f, **_PARQUET_OPTIONS
+                )
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pl.DataFrame | pl.LazyFrame:
         if not path.exists():
@@ -59,6 +61,10 @@ class PolarsParquetIOManager(dg.UPathIOManager):
         with path.open("rb") as f:  # polars reads only some URL schemes itself; fsspec reads all
             frame = pl.read_parquet(f)
         return frame.lazy() if lazy else frame
+
+
+#: The same Parquet settings for local and remote roots.
+_PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "statistics": True}
 
 
 @functools.cache
@@ -83,9 +89,9 @@ def _write_local_atomic(obj: pl.DataFrame | pl.LazyFrame, target: str) -> None:
     os.chmod(tmp, 0o666 & ~_umask())
     try:
         if isinstance(obj, pl.LazyFrame):
-            obj.sink_parquet(tmp, compression="zstd", statistics=True)
+            obj.sink_parquet(tmp, **_PARQUET_OPTIONS)
         else:
-            obj.write_parquet(tmp, compression="zstd", statistics=True)
+            obj.write_parquet(tmp, **_PARQUET_OPTIONS)
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):

@@ -58,13 +58,10 @@ def scan_runs(root: Path) -> tuple[list[str], list[str]]:
 def has_logs(root: Path, run: str) -> bool:
     """Whether a run folder holds at least one service log in a known test-case folder (a run
     still being created or copied may not yet)."""
-    run_dir = logs_dir(root) / run
-    return any(
-        service_of_file(log.name) is not None
-        for case in TEST_CASES
-        if (run_dir / case).is_dir()
-        for log in (run_dir / case).iterdir()
-    )
+    try:
+        return bool(run_files(root, run).files)
+    except LayoutError:
+        return False
 
 
 @dataclass(frozen=True)

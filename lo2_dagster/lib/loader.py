@@ -18,7 +18,7 @@ from typing import Literal
 import polars as pl
 
 from lo2_dagster.lib.layout import LogFile, RunFiles, run_files
-from lo2_dagster.lib.names import run_start, seq_id
+from lo2_dagster.lib.names import CORRECT, run_start, seq_id
 
 #: Bump when a change to this module changes its output for the same files.
 PARSER_VERSION = "1"
@@ -363,8 +363,8 @@ def _label(events: pl.DataFrame, batch: Sequence[FileRead], run: str) -> pl.Data
         events.join(meta, on="file_idx", how="left", maintain_order="left")
         .with_columns(
             pl.lit(run).alias("run"),
-            (pl.col("test_case") == "correct").alias("normal"),
-            (pl.col("test_case") != "correct").alias("anomaly"),
+            (pl.col("test_case") == CORRECT).alias("normal"),
+            (pl.col("test_case") != CORRECT).alias("anomaly"),
         )
         .drop("file_idx")
     )

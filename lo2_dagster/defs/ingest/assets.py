@@ -182,7 +182,8 @@ def _events_metadata(
         "lines_per_second": round(totals["lines"] / seconds) if seconds > 0 else 0,
         "per_service": table(per_service),
         "missing_service_files": bullet_list(layout.missing),
-        "files_without_events": bullet_list(_files_without_events(files)),
+        # No event, hence no sequence: empty files, or start-up output only.
+        "files_without_events": bullet_list(_files_where(files, pl.col("event") == 0)),
         "missing_test_cases": bullet_list(layout.missing_test_cases),
         "ignored_entries": bullet_list(layout.ignored, "none (every entry is a known LO2 file)"),
         "rejected_examples": bullet_list(loaded.rejected_examples),
@@ -191,27 +192,17 @@ def _events_metadata(
     }
 
 
-def _files_without_events(files: pl.DataFrame) -> list[str]:
-    """Files that give no event, hence no sequence: empty, or start-up output only."""
-    if not len(files):
-        return []
+def _files_where(files: pl.DataFrame, condition: pl.Expr) -> list[str]:
+    """``<test_case>/<file>`` of the per-file accounting rows that meet ``condition``."""
     names = pl.concat_str("test_case", pl.lit("/"), "file")
-    return files.filter(pl.col("event") == 0).select(names).to_series().to_list()
+    return files.filter(condition).select(names).to_series().to_list()
 
 
 def _line_accounting_check(loaded: loader.RunLoad) -> dg.AssetCheckResult:
     """Each file's line kinds add up to its physical line count (a blocking check: if lines
     went missing, nothing downstream should be computed from the run)."""
     files = loaded.files
-    kinds_sum = pl.sum_horizontal(list(loader.LINE_KINDS)) if len(files) else None
-    mismatched = (
-        files.filter(kinds_sum != pl.col("lines"))
-        .select(pl.concat_str("test_case", pl.lit("/"), "file"))
-        .to_series()
-        .to_list()
-        if len(files)
-        else []
-    )
+    mismatched = _files_where(files, pl.sum_horizontal(loader.LINE_KINDS) != pl.col("lines"))
     return dg.AssetCheckResult(
         check_name=LINE_ACCOUNTING_CHECK,
         asset_key=RAW_EVENTS,
