@@ -84,6 +84,15 @@ def materialize_all(
     outcomes: list[Outcome] = []
     failed_runs: set[str] = set()
     failed_stage: str | None = None
+    observable = tuple(k for k in graph.toposorted_asset_keys if graph.get(k).is_observable)
+    if observable:  # source files (the FP allowlist): record their current content's version
+        names = ", ".join(k.to_user_string() for k in observable)
+        report(f"[observe]: {names} ...")
+        outcome = _execute(job, instance, observable, None, log_level)
+        outcomes.append(outcome)
+        report(f"  {_describe(outcome)}")
+        if not outcome.success:
+            failed_stage = names
     for stage in plan_stages(graph):
         names = ", ".join(k.to_user_string() for k in stage.keys)
         if failed_stage:
@@ -156,4 +165,4 @@ def _describe(outcome: Outcome) -> str:
     for asset, values in outcome.metadata.items():
         rows = values.get("dagster/row_count")
         parts.append(f"{asset.split('/')[-1]}={rows:,}" if isinstance(rows, int) else asset)
-    return f"ok in {outcome.seconds:.1f} s: {', '.join(parts)}"
+    return f"ok in {outcome.seconds:.1f} s: {', '.join(parts) or 'observed'}"

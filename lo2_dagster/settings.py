@@ -12,6 +12,7 @@ from pathlib import Path
 
 ENV_ROOT = "LO2_ROOT"
 ENV_WAREHOUSE = "LO2_WAREHOUSE"
+ENV_ALLOWLIST = "LO2_FP_ALLOWLIST"
 
 #: The repository checkout this package runs from (editable install or source tree).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,15 @@ def warehouse_root(explicit: str | None = None) -> str:
     if not value:
         return str(REPO_ROOT / "data" / "warehouse")
     return value if "://" in value else str(Path(value).expanduser().resolve())
+
+
+def fp_allowlist(explicit: str | None = None) -> Path:
+    """The FP allowlist file: explicit value, else ``$LO2_FP_ALLOWLIST``, else
+    ``data/fp_allowlist.toml`` in the checkout."""
+    value = explicit or os.environ.get(ENV_ALLOWLIST)
+    if value:
+        return Path(value).expanduser().resolve()
+    return REPO_ROOT / "data" / "fp_allowlist.toml"
 
 
 def dagster_home() -> Path:

@@ -7,19 +7,55 @@ or any fsspec URL (``s3://...``); local writes go to a temporary file first and 
 into place, so a failed or retried write never leaves a half-written partition behind.
 """
 
-from __future__ import annotations
 
 import functools
 import os
 import tempfile
+import typing
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 from dagster._core.storage.upath_io_manager import escape_dotdot_segments
 from upath import UPath
 
 from lo2_dagster import settings
+from lo2_dagster.lib.templates import DrainSettings, Templates
+
+
+@dataclass
+class Batches:
+    """DataFrames written one after another into one Parquet file, so that a table larger than
+    memory is never whole in memory. Every frame must have ``schema``."""
+
+    schema: dict[str, pl.DataType]
+    frames: Iterable[pl.DataFrame | pa.Table]
+    #: Dictionary-encode list columns too (slow for tens of millions of short strings).
+    dictionary_lists: bool = False
+
+    def write(self, sink: Any) -> int:
+        """Write to ``sink`` (a local path or a binary file object); returns the rows written.
+        Each frame becomes one row group."""
+        empty = pl.DataFrame(schema=self.schema).to_arrow()
+        dictionary = self.dictionary_lists or [
+            name for name, dtype in self.schema.items() if not isinstance(dtype, pl.List)]
+        rows = 0
+        with pq.ParquetWriter(sink, empty.schema, compression="zstd",
+                              use_dictionary=dictionary) as writer:
+            for frame in self.frames:
+                table = frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame
+                if table.schema.remove_metadata() != empty.schema.remove_metadata():
+                    raise ValueError(f"batch schema {table.schema} differs from {empty.schema}")
+                if table.num_rows:
+                    writer.write_table(table)
+                    rows += table.num_rows
+            if rows == 0:
+                writer.write_table(empty)
+        return rows
 
 
 class PolarsParquetIOManager(dg.UPathIOManager):
@@ -32,18 +68,49 @@ class PolarsParquetIOManager(dg.UPathIOManager):
         return super().make_safe_partition_path(base_path, escape_dotdot_segments(partition))
 
     def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
-        if not isinstance(obj, pl.DataFrame | pl.LazyFrame):
+        if not isinstance(obj, pl.DataFrame | pl.LazyFrame | Batches):
             raise TypeError(
                 f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; the "
-                "warehouse IO manager stores polars DataFrames or LazyFrames only."
+                "warehouse IO manager stores polars DataFrames, LazyFrames or Batches only."
             )
         if _is_local(path):
-            _write_local_atomic(obj, str(path.path))
+            rows = _write_local_atomic(obj, str(path.path))
         else:
             with path.open("wb") as f:
-                (obj.collect() if isinstance(obj, pl.LazyFrame) else obj).write_parquet(
-                    f, **_PARQUET_OPTIONS
-                )
+                if isinstance(obj, Batches):
+                    rows = obj.write(f)
+                else:
+                    rows = None
+                    (obj.collect() if isinstance(obj, pl.LazyFrame) else obj).write_parquet(
+                        f, **_PARQUET_OPTIONS
+                    )
+        if isinstance(obj, Batches):  # only known once written
+            context.add_output_metadata({"dagster/row_count": rows})
+
+    def path_for(self, key: dg.AssetKey, partition: str | None = None) -> UPath:
+        """Where the asset (partition) is stored: for checks that read what was written."""
+        path = self._base_path.joinpath(*key.path)
+        if partition is not None:
+            path = self.make_safe_partition_path(path, partition)
+        return path.with_name(path.name + self.extension)
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        """As ``UPathIOManager``, except that an input annotated ``dict[str, X]`` always gets a
+        dict (Dagster passes the object itself for one partition and None for none)."""
+        typing_type = context.dagster_type.typing_type
+        if not (context.has_asset_key and context.has_asset_partitions
+                and typing.get_origin(typing_type) is dict):
+            return super().load_input(context)
+        allow_missing = context.definition_metadata.get("allow_missing_partitions", False)
+        paths = self._get_paths_for_partitions(context)
+        loaded = {}
+        for partition in context.asset_partition_keys:
+            try:
+                loaded[partition] = self.load_from_path(context, paths[partition])
+            except FileNotFoundError:
+                if not allow_missing:
+                    raise
+        return loaded
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pl.DataFrame | pl.LazyFrame:
         if not path.exists():
@@ -54,13 +121,24 @@ class PolarsParquetIOManager(dg.UPathIOManager):
                 f"Warehouse file {path} is missing (was the warehouse moved or cleaned?). "
                 f"Re-materialize {name or 'the upstream asset'} to write it again."
             )
-        lazy = context.dagster_type.typing_type is pl.LazyFrame
+        wanted = _wanted_type(context)
+        if wanted is UPath:  # the file itself, e.g. to stream it somewhere else
+            return path
+        lazy = wanted is pl.LazyFrame
         if _is_local(path):
             source = str(path.path)
             return pl.scan_parquet(source) if lazy else pl.read_parquet(source)
         with path.open("rb") as f:  # polars reads only some URL schemes itself; fsspec reads all
             frame = pl.read_parquet(f)
         return frame.lazy() if lazy else frame
+
+
+def _wanted_type(context: dg.InputContext) -> Any:
+    """The input's annotation; for inputs from many partitions (``dict[str, X]``), ``X``."""
+    typing_type = context.dagster_type.typing_type
+    if typing.get_origin(typing_type) is dict:
+        return typing.get_args(typing_type)[1]
+    return typing_type
 
 
 #: The same Parquet settings for local and remote roots.
@@ -79,16 +157,25 @@ def _is_local(path: UPath) -> bool:
     return path.protocol in ("", "file", "local")
 
 
-def _write_local_atomic(obj: pl.DataFrame | pl.LazyFrame, target: str) -> None:
-    """Write Parquet next to ``target`` under a temporary name, then rename it into place."""
+def _write_local_atomic(
+    obj: pl.DataFrame | pl.LazyFrame | Batches | bytes, target: str
+) -> int | None:
+    """Write Parquet (or bytes) next to ``target`` under a temporary name, then rename it into
+    place. Returns the rows written when only the writing knows them (``Batches``)."""
     folder = os.path.dirname(target)
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=folder)
     os.close(fd)
     # mkstemp makes the file private (0600); the warehouse is meant to be read by notebooks.
     os.chmod(tmp, 0o666 & ~_umask())
+    rows = None
     try:
-        if isinstance(obj, pl.LazyFrame):
+        if isinstance(obj, bytes):
+            with open(tmp, "wb") as f:
+                f.write(obj)
+        elif isinstance(obj, Batches):
+            rows = obj.write(tmp)
+        elif isinstance(obj, pl.LazyFrame):
             obj.sink_parquet(tmp, **_PARQUET_OPTIONS)
         else:
             obj.write_parquet(tmp, **_PARQUET_OPTIONS)
@@ -97,13 +184,127 @@ def _write_local_atomic(obj: pl.DataFrame | pl.LazyFrame, target: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    return rows
 
 
-class WarehouseIOManager(dg.ConfigurableIOManagerFactory):
-    """Parquet warehouse rooted at ``root`` (default: ``$LO2_WAREHOUSE``, else
-    ``data/warehouse`` in the checkout). Any fsspec URL works, e.g. ``s3://bucket/lo2``."""
+def concat_parquet(sources: Sequence[UPath], target: UPath, batch_rows: int) -> int:
+    """Stream Parquet files with one schema into one file, ``batch_rows`` rows at a time (never
+    a whole file in memory); atomic when local. Returns the rows written."""
+    if not sources:
+        raise ValueError("nothing to concatenate")
+    with sources[0].open("rb") as f:
+        schema = pq.ParquetFile(f).schema_arrow
+
+    def batches() -> Iterator[pa.Table]:
+        for source in sources:
+            with source.open("rb") as f:
+                reader = pq.ParquetFile(f)
+                if reader.schema_arrow != schema:
+                    raise ValueError(
+                        f"{source} has schema {reader.schema_arrow}, unlike {sources[0]}: "
+                        "re-materialize the asset's partitions so that all files match.")
+                for batch in reader.iter_batches(batch_size=batch_rows):
+                    yield pa.Table.from_batches([batch], schema=schema)
+
+    frames = Batches(dict(pl.from_arrow(schema.empty_table()).schema), batches())
+    if _is_local(target):
+        return _write_local_atomic(frames, str(target.path)) or 0
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("wb") as f:
+        return frames.write(f)
+
+
+def read_parquet(path: UPath, columns: list[str] | None = None) -> pl.DataFrame:
+    """Columns of a warehouse file, local or remote."""
+    if _is_local(path):
+        return pl.read_parquet(str(path.path), columns=columns)
+    with path.open("rb") as f:
+        return pl.read_parquet(f, columns=columns)
+
+
+def parquet_facts(path: UPath) -> tuple[pl.Schema, int]:
+    """Schema (as polars reads it) and row count of a Parquet file, from its footer only."""
+    with path.open("rb") as f:
+        metadata = pq.ParquetFile(f).metadata
+        arrow = metadata.schema.to_arrow_schema()
+    return pl.from_arrow(arrow.empty_table()).schema, metadata.num_rows
+
+
+def write_bytes(path: UPath, data: bytes) -> None:
+    """Write a file atomically when local, with fsspec when remote."""
+    if _is_local(path):
+        _write_local_atomic(data, str(path.path))
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as f:
+            f.write(data)
+
+
+class DrainTemplatesIOManager(dg.UPathIOManager):
+    """Stores trained :class:`Templates` as a folder: ``drain3_state.json`` (drain3's own
+    serialization), ``templates.parquet`` (the readable table) and ``settings.json``."""
+
+    extension = ""
+
+    def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
+        if not isinstance(obj, Templates):
+            raise TypeError(f"{context.asset_key.to_user_string()} returned "
+                            f"{type(obj).__name__}, not Templates")
+        if _is_local(path):
+            _write_local_atomic(obj.table, str((path / "templates.parquet").path))
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            with (path / "templates.parquet").open("wb") as f:
+                obj.table.write_parquet(f, **_PARQUET_OPTIONS)
+        write_bytes(path / "settings.json", obj.settings.to_json().encode())
+        write_bytes(path / STATE_FILE, obj.state())  # last: a complete state means a complete set
+
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> Templates:
+        state = path / STATE_FILE
+        if not state.exists():
+            raise FileNotFoundError(f"Drain state {state} is missing: materialize "
+                                    "lo2/drain_templates (it trains on the ingested runs).")
+        with (path / "templates.parquet").open("rb") as f:
+            table = pl.read_parquet(f)
+        drain = DrainSettings.from_json((path / "settings.json").read_text())
+        return Templates.from_state(state.read_bytes(), table, drain)
+
+
+STATE_FILE = "drain3_state.json"
+
+
+class Warehouse(dg.ConfigurableResource):
+    """The warehouse root (default: ``$LO2_WAREHOUSE``, else ``data/warehouse`` in the
+    checkout). Any fsspec URL works, e.g. ``s3://bucket/lo2``. The IO managers store assets
+    under it; assets use it to find what was written and to write exports and reports."""
 
     root: str | None = None
 
+    def base(self) -> UPath:
+        return UPath(settings.warehouse_root(self.root))
+
+    def path_for(self, key: dg.AssetKey, partition: str | None = None) -> UPath:
+        """The Parquet file of an asset (partition), as the warehouse IO manager names it."""
+        return PolarsParquetIOManager(base_path=self.base()).path_for(key, partition)
+
+    def folder(self, name: str) -> UPath:
+        """A folder beside the assets, e.g. ``exports``."""
+        return self.base() / name
+
+
+class WarehouseIOManager(dg.ConfigurableIOManagerFactory):
+    """Polars frames as Parquet in the warehouse."""
+
+    warehouse: dg.ResourceDependency[Warehouse]
+
     def create_io_manager(self, context: dg.InitResourceContext) -> PolarsParquetIOManager:
-        return PolarsParquetIOManager(base_path=UPath(settings.warehouse_root(self.root)))
+        return PolarsParquetIOManager(base_path=self.warehouse.base())
+
+
+class DrainTemplatesStore(dg.ConfigurableIOManagerFactory):
+    """The Drain templates' folder in the same warehouse."""
+
+    warehouse: dg.ResourceDependency[Warehouse]
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> DrainTemplatesIOManager:
+        return DrainTemplatesIOManager(base_path=self.warehouse.base())

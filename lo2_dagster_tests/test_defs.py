@@ -7,12 +7,30 @@ import dagster as dg
 from lo2_dagster import settings
 from lo2_dagster.definitions import defs
 
+ENHANCED_CHECKS = ["drain_ids_known", "no_row_lost", "schema_matches_seed", "seq_id_not_null"]
+
 # Keys, deps, groups, partitioning and code versions: a rename or a lost edge shows up here.
 GRAPH = {
     "lo2/raw_events": {"deps": [], "group": "ingest", "partitions": "lo2_runs",
                        "code_version": "parser-1", "checks": ["every_line_accounted_for"]},
     "lo2/raw_sequences": {"deps": ["lo2/raw_events"], "group": "ingest",
                           "partitions": "lo2_runs", "code_version": "1", "checks": []},
+    "lo2/fp_allowlist": {"deps": [], "group": "features", "partitions": None,
+                         "code_version": None, "checks": []},
+    "lo2/drain_templates": {"deps": ["lo2/raw_events"], "group": "features",
+                            "partitions": None, "code_version": "drain-1", "checks": []},
+    "lo2/events_enhanced": {
+        "deps": ["lo2/drain_templates", "lo2/fp_allowlist", "lo2/raw_events"],
+        "group": "features", "partitions": "lo2_runs", "code_version": "enhancer-1",
+        "checks": ENHANCED_CHECKS},
+    "lo2/sequences_enhanced": {
+        "deps": ["lo2/drain_templates", "lo2/events_enhanced", "lo2/fp_allowlist",
+                 "lo2/raw_sequences"],
+        "group": "features", "partitions": "lo2_runs", "code_version": "enhancer-1",
+        "checks": ENHANCED_CHECKS},
+    "lo2/enhanced_exports": {
+        "deps": ["lo2/events_enhanced", "lo2/sequences_enhanced"], "group": "features",
+        "partitions": None, "code_version": "1", "checks": []},
 }
 
 
@@ -46,7 +64,8 @@ def test_jobs_sensors_and_resources():
     assert {j.name for j in d.resolve_all_job_defs()} >= {"lo2_ingest"}
     sensors = d.get_repository_def().sensor_defs
     assert [s.name for s in sensors if not s.name.startswith("__")] == ["lo2_new_runs"]
-    assert set(d.resources) == {"lo2_root", "io_manager"}
+    assert set(d.resources) == {"lo2_root", "fp_allowlist", "warehouse", "io_manager",
+                                "drain_store"}
 
 
 def test_project_dagster_yaml_configures_the_instance(tmp_path, monkeypatch):

@@ -37,11 +37,20 @@ def test_synth_then_run_end_to_end(tmp_path):
     result = cli("run", "--root", str(data), "--warehouse", str(warehouse), env=env)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "light-oauth2-data-1900000000 has no test-case folders" in result.stdout
-    assert "3 runs, 3 Dagster runs, 1 failed" in result.stdout
+    # observe the allowlist, 3 x raw, templates, 2 x enhanced (the bad run is skipped), exports
+    assert "3 runs, 8 Dagster runs, 1 failed" in result.stdout
+    assert "skip light-oauth2-data-1900000000: an earlier stage failed for it" in result.stdout
     for run in runs:
         events = pl.read_parquet(warehouse / "lo2" / "raw_events" / f"{run}.parquet")
         seqs = pl.read_parquet(warehouse / "lo2" / "raw_sequences" / f"{run}.parquet")
         assert len(seqs) == 54 * 7 and events["seq_id"].n_unique() == 54 * 7
+        enhanced = pl.read_parquet(warehouse / "lo2" / "sequences_enhanced" / f"{run}.parquet")
+        assert enhanced["seq_len"].sum() == len(events) and len(enhanced) == 54 * 7
+    assert (warehouse / "lo2" / "drain_templates" / "drain3_state.json").exists()
+    exported = pl.scan_parquet(warehouse / "exports" / "lo2_events_enhanced.parquet")
+    assert exported.select(pl.len()).collect().item() == sum(
+        pl.scan_parquet(warehouse / "lo2" / "raw_events" / f"{r}.parquet")
+        .select(pl.len()).collect().item() for r in runs)
     assert f"files:  {warehouse}/lo2/<asset>/<run>.parquet" in result.stdout
     assert "http://127.0.0.1:3000" in result.stdout
 
@@ -53,7 +62,7 @@ def test_synth_then_run_end_to_end(tmp_path):
                 *runs, "light-oauth2-data-1900000000"}
             done = instance.get_materialized_partitions(dg.AssetKey(["lo2", "raw_sequences"]))
             assert done == set(runs)
-            assert len(instance.get_run_records()) == 3
+            assert len(instance.get_run_records()) == 8
     finally:
         if saved is None:
             os.environ.pop("DAGSTER_HOME")
@@ -64,7 +73,7 @@ def test_synth_then_run_end_to_end(tmp_path):
     again = cli("run", "--root", str(data), "--warehouse", str(warehouse), "--runs", *runs,
                 env=env)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "2 runs, 2 Dagster runs, 0 failed" in again.stdout
+    assert "2 runs, 7 Dagster runs, 0 failed" in again.stdout
 
 
 def test_run_without_runs_says_what_to_do(tmp_path):

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 from upath import UPath
 
-from lo2_dagster.storage import PolarsParquetIOManager, WarehouseIOManager
+from lo2_dagster.storage import PolarsParquetIOManager, Warehouse, WarehouseIOManager
 from lo2_dagster_tests.conftest import RUN
 
 RUNS = dg.DynamicPartitionsDefinition(name="lo2_runs")
@@ -28,7 +28,7 @@ def _assets(warehouse: str):
     def summary(thing: dict[str, pl.DataFrame]) -> pl.DataFrame:
         return pl.concat(thing.values())
 
-    return [thing, lazy_reader, summary], {"io": WarehouseIOManager(root=warehouse)}
+    return [thing, lazy_reader, summary], {"io": WarehouseIOManager(warehouse=Warehouse(root=warehouse))}
 
 
 def _materialize(warehouse: str, partitions: list[str]) -> None:
@@ -85,6 +85,6 @@ def test_failed_rewrite_keeps_the_good_partition(tmp_path):
 
 def test_non_frames_are_refused(tmp_path):
     manager = PolarsParquetIOManager(base_path=UPath(tmp_path))
-    with pytest.raises(TypeError, match="polars DataFrames or LazyFrames only"):
+    with pytest.raises(TypeError, match="polars DataFrames, LazyFrames or Batches only"):
         manager.dump_to_path(dg.build_output_context(asset_key=["lo2", "x"]), {"a": 1},
                              UPath(tmp_path) / "x.parquet")

@@ -7,4 +7,14 @@ PREFIX = "lo2"
 RAW_EVENTS = dg.AssetKey([PREFIX, "raw_events"])
 RAW_SEQUENCES = dg.AssetKey([PREFIX, "raw_sequences"])
 
+FP_ALLOWLIST = dg.AssetKey([PREFIX, "fp_allowlist"])
+DRAIN_TEMPLATES = dg.AssetKey([PREFIX, "drain_templates"])
+EVENTS_ENHANCED = dg.AssetKey([PREFIX, "events_enhanced"])
+SEQUENCES_ENHANCED = dg.AssetKey([PREFIX, "sequences_enhanced"])
+ENHANCED_EXPORTS = dg.AssetKey([PREFIX, "enhanced_exports"])
+
 LINE_ACCOUNTING_CHECK = "every_line_accounted_for"
+SCHEMA_CHECK = "schema_matches_seed"
+ROWS_KEPT_CHECK = "no_row_lost"
+SEQ_ID_CHECK = "seq_id_not_null"
+DRAIN_IDS_CHECK = "drain_ids_known"

@@ -5,8 +5,9 @@ from pathlib import Path
 import dagster as dg
 
 from lo2_dagster import settings
+from lo2_dagster.lib.allowlist import Allowlist, AllowlistError, load_allowlist
 from lo2_dagster.lib.layout import has_logs, scan_runs
-from lo2_dagster.storage import WarehouseIOManager
+from lo2_dagster.storage import DrainTemplatesStore, Warehouse, WarehouseIOManager
 
 
 class Lo2Root(dg.ConfigurableResource):
@@ -29,8 +30,32 @@ class Lo2Root(dg.ConfigurableResource):
         return has_logs(self.resolve(), run)
 
 
+class FpAllowlistFile(dg.ConfigurableResource):
+    """The false-positive allowlist: ``path``, else ``$LO2_FP_ALLOWLIST``, else
+    ``data/fp_allowlist.toml``. A missing file is an empty allowlist."""
+
+    path: str | None = None
+
+    def resolve(self) -> Path:
+        return settings.fp_allowlist(self.path)
+
+    def load(self) -> Allowlist:
+        """The validated rules; an invalid file fails the step with the file and the fix."""
+        try:
+            return load_allowlist(self.resolve())
+        except AllowlistError as e:
+            raise dg.Failure(description=str(e)) from e
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
+    warehouse = Warehouse()
     return dg.Definitions(
-        resources={"lo2_root": Lo2Root(), "io_manager": WarehouseIOManager()},
+        resources={
+            "lo2_root": Lo2Root(),
+            "fp_allowlist": FpAllowlistFile(),
+            "warehouse": warehouse,
+            "io_manager": WarehouseIOManager(warehouse=warehouse),
+            "drain_store": DrainTemplatesStore(warehouse=warehouse),
+        },
     )

@@ -1,0 +1,353 @@
+"""Drain templates, the enhanced event and sequence tables of each run, and the FP allowlist."""
+
+import time
+
+import dagster as dg
+import polars as pl
+
+from lo2_dagster.defs.ingest.partitions import RUNS
+from lo2_dagster.defs.keys import (
+    DRAIN_IDS_CHECK,
+    DRAIN_TEMPLATES,
+    EVENTS_ENHANCED,
+    FP_ALLOWLIST,
+    RAW_EVENTS,
+    RAW_SEQUENCES,
+    ROWS_KEPT_CHECK,
+    SCHEMA_CHECK,
+    SEQ_ID_CHECK,
+    SEQUENCES_ENHANCED,
+)
+from lo2_dagster.defs.resources import FpAllowlistFile
+from lo2_dagster.lib import templates as drain
+from lo2_dagster.lib.enhance import (
+    ENHANCER_VERSION,
+    EVENTS_ENHANCED_SCHEMA,
+    SEQUENCES_ENHANCED_SCHEMA,
+)
+from lo2_dagster.lib.features import allowlisted_sequences, enhance_events, sequence_tables
+from lo2_dagster.lib.names import InvalidRunKey, validate_run_key
+from lo2_dagster.meta import bullet_list, column_schema, table
+from lo2_dagster.storage import Batches, Warehouse, parquet_facts, read_parquet
+
+GROUP = "features"
+OWNERS = ["team:lo2"]
+ALL_RUNS = {"allow_missing_partitions": True}  # "every run materialized so far"
+
+EVENT_COLUMNS = {
+    "anomaly": "anomaly_original and not is_fp_allowlisted.",
+    "anomaly_original": "The folder label (test_case != 'correct').",
+    "is_fp_allowlisted": "Matches an [[event]] rule of the FP allowlist.",
+    "e_message_normalized": "First line of m_message with ids, numbers, IPs, hex masked.",
+    "e_words": "Words of the normalized message (split on whitespace).",
+    "e_trigrams": "Character 3-grams of the normalized message, in text order.",
+    "e_event_drain_id": f"Drain template id (e<N>); {drain.UNMATCHED} = matches no template.",
+    "e_chars_len": "Characters of the whole message (continuation lines included).",
+    "e_lines_len": "Lines of the event (1 + continuation lines).",
+    "e_event_id_len": "1 (an event is one event; LogLead's convention).",
+}
+SEQUENCE_COLUMNS = {
+    "anomaly": "not normal and not is_fp_allowlisted.",
+    "is_fp_allowlisted": "seq_id matches a [[sequence]] rule of the FP allowlist.",
+    "seq_len": "Events in the sequence.",
+    "e_event_id_len": "Same as seq_len (LogLead's alias).",
+    "e_words": "Words of all events, in event order.",
+    "e_trigrams": "Trigrams of all events, in event order.",
+    "e_event_drain_id": "Drain template id of each event, in event order.",
+}
+
+
+def _run_key(context: dg.AssetExecutionContext) -> str:
+    try:
+        return validate_run_key(context.partition_key)
+    except InvalidRunKey as e:
+        raise dg.Failure(description=str(e)) from e
+
+
+@dg.multi_observable_source_asset(
+    specs=[dg.AssetSpec(
+        FP_ALLOWLIST,
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"toml"},
+        description=(
+            "The user-edited list of known benign patterns (data/fp_allowlist.toml, or "
+            "$LO2_FP_ALLOWLIST). Observing it records a hash of its content as the data "
+            "version, so an edit makes the enhanced tables (and only them and their "
+            "downstream) stale."
+        ),
+    )],
+)
+def fp_allowlist(fp_allowlist: FpAllowlistFile):
+    allowlist = fp_allowlist.load()
+    yield dg.ObserveResult(
+        asset_key=FP_ALLOWLIST,
+        data_version=dg.DataVersion(allowlist.digest),
+        metadata={
+            "path": dg.MetadataValue.path(allowlist.source),
+            "event_rules": len(allowlist.events),
+            "sequence_rules": len(allowlist.sequences),
+            "rules": table(allowlist.rules_table()),
+        },
+    )
+
+
+class DrainTemplatesConfig(dg.Config):
+    """Which runs train the templates, and Drain's settings (LogLead's LO2 setup)."""
+
+    training_runs: list[str] = []  # noqa: RUF012 (pydantic copies defaults)
+    """Run partitions to train on; empty means every run whose raw events exist."""
+    sim_th: float = 0.4
+    depth: int = 4
+    max_children: int = 100
+    extra_delimiters: list[str] = ["_"]  # noqa: RUF012
+
+    def settings(self) -> drain.DrainSettings:
+        return drain.DrainSettings(self.sim_th, self.depth, self.max_children,
+                                   tuple(self.extra_delimiters))
+
+
+@dg.asset(
+    key=DRAIN_TEMPLATES,
+    ins={"raw_events": dg.AssetIn(RAW_EVENTS, metadata=ALL_RUNS)},
+    io_manager_key="drain_store",
+    group_name=GROUP,
+    code_version=f"drain-{ENHANCER_VERSION}",
+    kinds={"drain3", "polars"},
+    owners=OWNERS,
+    description=(
+        "Drain log templates mined from the training runs' distinct normalized messages, in a "
+        "fixed order (most frequent first), so the same data gives the same template ids on "
+        "every rerun. Stored as drain3 state (drain3_state.json) plus templates.parquet."
+    ),
+)
+def drain_templates(
+    context: dg.AssetExecutionContext,
+    config: DrainTemplatesConfig,
+    raw_events: dict[str, pl.LazyFrame],
+) -> dg.Output:
+    runs = sorted(raw_events)
+    if config.training_runs:
+        missing = sorted(set(config.training_runs) - set(runs))
+        if missing:
+            raise dg.Failure(description=(
+                f"Training runs without raw events: {', '.join(missing)}. Materialize "
+                "lo2/raw_events for them first, or leave training_runs empty to use all runs."))
+        runs = sorted(set(config.training_runs))
+    if not runs:
+        raise dg.Failure(description="No run has raw events yet: materialize lo2/raw_events "
+                                     "for at least one run partition first.")
+    started = time.perf_counter()
+    parts = []
+    for i, run in enumerate(runs, 1):
+        parts.append(drain.message_counts(raw_events[run]))
+        context.log.info(f"[{i}/{len(runs)}] {run}: {len(parts[-1]):,} distinct messages")
+    counts = drain.merge_counts(parts)
+    templates = drain.train(counts, config.settings())
+    seconds = time.perf_counter() - started
+    context.log.info(f"{len(templates.table)} templates from {len(counts):,} distinct messages "
+                     f"({int(counts['count'].sum()):,} lines) in {seconds:.1f} s")
+    shown = templates.table.sort("count", descending=True).head(500).with_columns(
+        pl.col("first_seen").dt.to_string("%Y-%m-%d %H:%M:%S%.3f"))
+    return dg.Output(
+        templates,
+        data_version=dg.DataVersion(templates.digest()),
+        metadata={
+            "templates": len(templates.table),
+            "training_runs": bullet_list(runs),
+            "training_run_count": len(runs),
+            "training_lines": int(counts["count"].sum()),
+            "distinct_messages": len(counts),
+            "unmatched_training_lines": templates.unmatched_in_training,
+            "reserved_id_for_unmatched": drain.UNMATCHED,
+            "drain_settings": dg.MetadataValue.json(dict(
+                sim_th=config.sim_th, depth=config.depth, max_children=config.max_children,
+                extra_delimiters=config.extra_delimiters)),
+            "seconds": round(seconds, 2),
+            "template_table": table(shown),
+        },
+    )
+
+
+@dg.asset(
+    key=EVENTS_ENHANCED,
+    partitions_def=RUNS,
+    ins={"events": dg.AssetIn(RAW_EVENTS), "templates": dg.AssetIn(DRAIN_TEMPLATES)},
+    deps=[FP_ALLOWLIST],
+    group_name=GROUP,
+    code_version=f"enhancer-{ENHANCER_VERSION}",
+    kinds={"polars", "parquet"},
+    owners=OWNERS,
+    check_specs=[
+        dg.AssetCheckSpec(SCHEMA_CHECK, asset=EVENTS_ENHANCED, blocking=True,
+                          description="The file has exactly the seed's event columns/types."),
+        dg.AssetCheckSpec(ROWS_KEPT_CHECK, asset=EVENTS_ENHANCED, blocking=True,
+                          description="As many rows as lo2/raw_events of the run."),
+        dg.AssetCheckSpec(SEQ_ID_CHECK, asset=EVENTS_ENHANCED, blocking=True,
+                          description="Every event has a seq_id."),
+        dg.AssetCheckSpec(DRAIN_IDS_CHECK, asset=EVENTS_ENHANCED,
+                          description="Every e_event_drain_id is a trained template or "
+                                      f"{drain.UNMATCHED}."),
+    ],
+    description=(
+        "One run's events with the seed's enhanced event schema (lo2_events_enhanced): masked "
+        "message, words, trigrams, lengths, Drain template id (matched against "
+        "lo2/drain_templates, never re-mined) and the FP allowlist's relabelling."
+    ),
+)
+def events_enhanced(
+    context: dg.AssetExecutionContext,
+    events: pl.LazyFrame,
+    templates: drain.Templates,
+    fp_allowlist: FpAllowlistFile,
+    warehouse: Warehouse,
+):
+    run = _run_key(context)
+    allowlist = fp_allowlist.load()
+    started = time.perf_counter()
+    enhanced = enhance_events(events, templates, allowlist)
+    vocabulary = enhanced.vocabulary
+    seen = (
+        vocabulary.group_by("e_event_drain_id").agg(pl.col("lines").sum())
+        .join(templates.table.select("template_id", "template"), how="left",
+              left_on="e_event_drain_id", right_on="template_id")
+        .sort(["lines", "e_event_drain_id"], descending=[True, False])
+    )
+    if enhanced.unmatched_lines:
+        context.log.warning(f"{enhanced.unmatched_lines:,} lines match no trained template "
+                            f"(id {drain.UNMATCHED}): retrain lo2/drain_templates to learn them.")
+    context.log.info(f"{run}: {enhanced.rows:,} events, {len(vocabulary):,} distinct messages, "
+                     f"{len(seen)} templates; streaming to Parquet")
+    yield dg.Output(
+        enhanced.frame,
+        metadata={
+            "dagster/row_count": enhanced.rows,
+            "dagster/column_schema": column_schema(EVENTS_ENHANCED_SCHEMA, EVENT_COLUMNS),
+            "distinct_normalized_messages": len(vocabulary),
+            "templates_seen": len(seen),
+            "unmatched_lines": enhanced.unmatched_lines,
+            "fp_allowlisted_lines": enhanced.allowlisted_lines,
+            "relabelled_lines": enhanced.relabelled_lines,
+            "fp_rule_hits": table(pl.DataFrame(
+                {"rule": list(enhanced.rule_hits), "events": list(enhanced.rule_hits.values())},
+                schema={"rule": pl.String, "events": pl.Int64})),
+            "fp_allowlist_digest": allowlist.digest,
+            "top_templates": table(seen.head(20).select(
+                "e_event_drain_id", "template", "lines")),
+        },
+    )
+    written = warehouse.path_for(EVENTS_ENHANCED, run)
+    schema, rows = parquet_facts(written)
+    ids = read_parquet(written, ["seq_id", "e_event_drain_id"])
+    raw_rows = events.select(pl.len()).collect().item()
+    seconds = time.perf_counter() - started
+    context.log.info(f"{run}: wrote {rows:,} enhanced events in {seconds:.1f} s")
+    yield _schema_check(EVENTS_ENHANCED, schema, EVENTS_ENHANCED_SCHEMA)
+    yield dg.AssetCheckResult(
+        check_name=ROWS_KEPT_CHECK, asset_key=EVENTS_ENHANCED, passed=rows == raw_rows,
+        metadata={"raw_events": raw_rows, "events_enhanced": rows})
+    yield _seq_id_check(EVENTS_ENHANCED, ids)
+    yield _drain_ids_check(EVENTS_ENHANCED, ids["e_event_drain_id"], templates)
+
+
+@dg.asset(
+    key=SEQUENCES_ENHANCED,
+    partitions_def=RUNS,
+    ins={"sequences": dg.AssetIn(RAW_SEQUENCES), "events": dg.AssetIn(EVENTS_ENHANCED),
+         "templates": dg.AssetIn(DRAIN_TEMPLATES)},
+    deps=[FP_ALLOWLIST],
+    group_name=GROUP,
+    code_version=f"enhancer-{ENHANCER_VERSION}",
+    kinds={"polars", "parquet"},
+    owners=OWNERS,
+    check_specs=[
+        dg.AssetCheckSpec(SCHEMA_CHECK, asset=SEQUENCES_ENHANCED, blocking=True,
+                          description="The file has the seed's sequence columns/types plus "
+                                      "run, test_case, service, e_event_drain_id."),
+        dg.AssetCheckSpec(ROWS_KEPT_CHECK, asset=SEQUENCES_ENHANCED, blocking=True,
+                          description="One row per raw sequence; seq_len adds up to the "
+                                      "run's events."),
+        dg.AssetCheckSpec(SEQ_ID_CHECK, asset=SEQUENCES_ENHANCED, blocking=True,
+                          description="Every sequence has a seq_id."),
+        dg.AssetCheckSpec(DRAIN_IDS_CHECK, asset=SEQUENCES_ENHANCED,
+                          description="Every Drain id is a trained template or "
+                                      f"{drain.UNMATCHED}."),
+    ],
+    description=(
+        "One run's sequences (run x test case x service) with the seed's enhanced sequence "
+        "schema (lo2_sequences_enhanced): length, duration, the words and trigrams of all "
+        "events, plus run, test_case, service and the ordered Drain ids."
+    ),
+)
+def sequences_enhanced(
+    context: dg.AssetExecutionContext,
+    sequences: pl.DataFrame,
+    events: pl.LazyFrame,
+    templates: drain.Templates,
+    fp_allowlist: FpAllowlistFile,
+    warehouse: Warehouse,
+):
+    run = _run_key(context)
+    allowlist = fp_allowlist.load()
+    started = time.perf_counter()
+    hits = allowlisted_sequences(sequences, allowlist)
+    yield dg.Output(
+        Batches(SEQUENCES_ENHANCED_SCHEMA, sequence_tables(sequences, events, allowlist)),
+        metadata={
+            "dagster/column_schema": column_schema(SEQUENCES_ENHANCED_SCHEMA,
+                                                   SEQUENCE_COLUMNS),
+            "normal_sequences": int(sequences["normal"].sum()),
+            "anomalous_sequences_original": int(sequences["anomaly"].sum()),
+            "fp_rule_hits": table(pl.DataFrame(
+                {"rule": list(hits), "sequences": list(hits.values())},
+                schema={"rule": pl.String, "sequences": pl.Int64})),
+            "fp_allowlist_digest": allowlist.digest,
+        },
+    )
+    written = warehouse.path_for(SEQUENCES_ENHANCED, run)
+    schema, rows = parquet_facts(written)
+    ids = read_parquet(written, ["seq_id", "seq_len", "e_event_drain_id", "anomaly"])
+    event_rows = events.select(pl.len()).collect().item()
+    seconds = time.perf_counter() - started
+    context.log.info(f"{run}: wrote {rows:,} enhanced sequences in {seconds:.1f} s")
+    yield _schema_check(SEQUENCES_ENHANCED, schema, SEQUENCES_ENHANCED_SCHEMA)
+    seq_len_total = int(ids["seq_len"].sum())
+    yield dg.AssetCheckResult(
+        check_name=ROWS_KEPT_CHECK, asset_key=SEQUENCES_ENHANCED,
+        passed=rows == len(sequences) and seq_len_total == event_rows,
+        metadata={"raw_sequences": len(sequences), "sequences_enhanced": rows,
+                  "events_enhanced": event_rows, "sum_seq_len": seq_len_total})
+    yield _seq_id_check(SEQUENCES_ENHANCED, ids)
+    yield _drain_ids_check(SEQUENCES_ENHANCED, ids["e_event_drain_id"].explode(), templates)
+
+
+def _schema_check(key: dg.AssetKey, schema: pl.Schema,
+                  expected: dict[str, pl.DataType]) -> dg.AssetCheckResult:
+    """The written file's columns, in order, with their types, against the seed's."""
+    got = [(name, str(dtype)) for name, dtype in schema.items()]
+    want = [(name, str(dtype)) for name, dtype in expected.items()]
+    differences = [f"{g} != {w}" for g, w in zip(got, want, strict=False) if g != w]
+    if len(got) != len(want):
+        differences.append(f"{len(got)} columns, expected {len(want)}")
+    return dg.AssetCheckResult(
+        check_name=SCHEMA_CHECK, asset_key=key, passed=not differences,
+        metadata={"columns": len(got), "differences": bullet_list(differences)})
+
+
+def _seq_id_check(key: dg.AssetKey, frame: pl.DataFrame) -> dg.AssetCheckResult:
+    nulls = frame["seq_id"].null_count()
+    return dg.AssetCheckResult(check_name=SEQ_ID_CHECK, asset_key=key, passed=nulls == 0,
+                               metadata={"null_seq_ids": nulls, "rows": len(frame)})
+
+
+def _drain_ids_check(key: dg.AssetKey, ids: pl.Series,
+                     templates: drain.Templates) -> dg.AssetCheckResult:
+    known = templates.ids | {drain.UNMATCHED}
+    distinct = ids.drop_nulls().unique().to_list()
+    unknown = sorted(set(distinct) - known)
+    return dg.AssetCheckResult(
+        check_name=DRAIN_IDS_CHECK, asset_key=key,
+        passed=not unknown and ids.null_count() == 0,
+        metadata={"distinct_ids": len(distinct), "unknown_ids": bullet_list(unknown),
+                  "null_ids": ids.null_count(),
+                  "unmatched_rows": int((ids == drain.UNMATCHED).sum())})

@@ -1,0 +1,59 @@
+"""The notebook exports: all runs' enhanced tables as two Parquet files, as the seed describes."""
+
+import time
+
+import dagster as dg
+from upath import UPath
+
+from lo2_dagster.defs.keys import ENHANCED_EXPORTS, EVENTS_ENHANCED, SEQUENCES_ENHANCED
+from lo2_dagster.storage import Warehouse, concat_parquet
+
+ALL_RUNS = {"allow_missing_partitions": True}
+EVENTS_FILE = "lo2_events_enhanced.parquet"
+SEQUENCES_FILE = "lo2_sequences_enhanced.parquet"
+
+
+@dg.asset(
+    key=ENHANCED_EXPORTS,
+    ins={"events": dg.AssetIn(EVENTS_ENHANCED, metadata=ALL_RUNS),
+         "sequences": dg.AssetIn(SEQUENCES_ENHANCED, metadata=ALL_RUNS)},
+    group_name="features",
+    code_version="1",
+    kinds={"parquet"},
+    owners=["team:lo2"],
+    description=(
+        f"<warehouse>/exports/{EVENTS_FILE} and {SEQUENCES_FILE}: every materialized run's "
+        "enhanced events and sequences in one file each, for notebooks "
+        "(pl.scan_parquet(...)). Streamed file by file, a batch at a time."
+    ),
+)
+def enhanced_exports(
+    context: dg.AssetExecutionContext,
+    events: dict[str, UPath],
+    sequences: dict[str, UPath],
+    warehouse: Warehouse,
+) -> dg.MaterializeResult:
+    if not events:
+        raise dg.Failure(description="No run has lo2/events_enhanced yet: materialize it for "
+                                     "at least one run first.")
+    folder = warehouse.folder("exports")
+    started = time.perf_counter()
+    runs = sorted(events)
+    event_rows = concat_parquet([events[r] for r in runs], folder / EVENTS_FILE, 65_536)
+    context.log.info(f"{event_rows:,} events of {len(runs)} runs -> {folder / EVENTS_FILE}")
+    seq_runs = sorted(sequences)
+    # Sequences carry all their events' words and trigrams: a few rows make a large batch.
+    sequence_rows = concat_parquet([sequences[r] for r in seq_runs], folder / SEQUENCES_FILE, 8)
+    context.log.info(f"{sequence_rows:,} sequences -> {folder / SEQUENCES_FILE}")
+    return dg.MaterializeResult(metadata={
+        "events_path": dg.MetadataValue.path(str(folder / EVENTS_FILE)),
+        "sequences_path": dg.MetadataValue.path(str(folder / SEQUENCES_FILE)),
+        "event_rows": event_rows,
+        "sequence_rows": sequence_rows,
+        "runs": len(runs),
+        "runs_without_sequences": len(set(runs) - set(seq_runs)),
+        "seconds": round(time.perf_counter() - started, 2),
+        "read_with": dg.MetadataValue.md(
+            f"```python\nimport polars as pl\nevents = pl.scan_parquet(\"{folder / EVENTS_FILE}\")"
+            f"\nsequences = pl.scan_parquet(\"{folder / SEQUENCES_FILE}\")\n```"),
+    })
