@@ -28,7 +28,8 @@ def _assets(warehouse: str):
     def summary(thing: dict[str, pl.DataFrame]) -> pl.DataFrame:
         return pl.concat(thing.values())
 
-    return [thing, lazy_reader, summary], {"io": WarehouseIOManager(warehouse=Warehouse(root=warehouse))}
+    io = WarehouseIOManager(warehouse=Warehouse(root=warehouse))
+    return [thing, lazy_reader, summary], {"io": io}
 
 
 def _materialize(warehouse: str, partitions: list[str]) -> None:

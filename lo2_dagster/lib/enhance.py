@@ -106,15 +106,19 @@ def trigrams(frame: pl.DataFrame, column: str) -> pl.Series:
     """All overlapping character 3-grams of ``column`` per row, in text order (none for texts
     shorter than 3 characters). One explode and one group_by: no Python loop over rows."""
     chars = pl.col(column).str.len_chars().cast(pl.Int64)
+    rows = frame.select(pl.col(column)).with_row_index("_row")
     grams = (
-        frame.select(pl.col(column))
-        .with_row_index("_row")
-        .with_columns(pl.int_ranges(0, (chars - 2).clip(lower_bound=0)).alias("_at"))
+        rows.with_columns(pl.int_ranges(0, (chars - 2).clip(lower_bound=0)).alias("_at"))
         .explode("_at")
+        .drop_nulls("_at")  # texts shorter than 3 characters have none
         .with_columns(pl.col(column).str.slice(pl.col("_at"), 3).alias("_gram"))
         .group_by("_row", maintain_order=True)
-        .agg(pl.col("_gram").drop_nulls())
-        .sort("_row")
+        .agg("_gram")
+    )
+    grams = (
+        rows.select("_row")
+        .join(grams, on="_row", how="left", maintain_order="left")
+        .with_columns(pl.col("_gram").fill_null(pl.lit([], dtype=pl.List(pl.String))))
     )
     return grams.get_column("_gram").alias("e_trigrams")
 
