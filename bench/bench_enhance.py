@@ -119,7 +119,7 @@ def stage_enhanced(wh: Path, run: str) -> list[dict]:
     import pyarrow.parquet as pq
 
     from lo2_dagster.lib.allowlist import load_allowlist
-    from lo2_dagster.lib.enhance import SEQUENCES_ENHANCED_SCHEMA
+    from lo2_dagster.lib.enhance import SEQUENCES_DICTIONARY_COLUMNS, SEQUENCES_ENHANCED_SCHEMA
     from lo2_dagster.lib.features import enhance_events, sequence_tables
     from lo2_dagster.storage import Batches
 
@@ -138,8 +138,8 @@ def stage_enhanced(wh: Path, run: str) -> list[dict]:
     started = time.perf_counter()
     sequences = pl.read_parquet(raw_sequences)
     written = Batches(SEQUENCES_ENHANCED_SCHEMA,
-                      sequence_tables(sequences, pl.scan_parquet(events_out), allowlist)
-                      ).write(sequences_out)
+                      sequence_tables(sequences, pl.scan_parquet(events_out), allowlist),
+                      dictionary=SEQUENCES_DICTIONARY_COLUMNS).write(sequences_out)
     sequences_seconds = time.perf_counter() - started
     sequences_peak = _peak_mb()
 

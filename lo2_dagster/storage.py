@@ -34,18 +34,19 @@ class Batches:
 
     schema: dict[str, pl.DataType]
     frames: Iterable[pl.DataFrame | pa.Table]
-    #: Dictionary-encode list columns too (slow for tens of millions of short strings).
-    dictionary_lists: bool = False
+    #: Columns to dictionary-encode; default: every column that is not a list. Encoding and
+    #: statistics of tens of millions of short strings in list columns cost more than they save.
+    dictionary: Sequence[str] | None = None
 
     def write(self, sink: Any) -> int:
         """Write to ``sink`` (a local path or a binary file object); returns the rows written.
         Each frame becomes one row group."""
         empty = pl.DataFrame(schema=self.schema).to_arrow()
-        dictionary = self.dictionary_lists or [
-            name for name, dtype in self.schema.items() if not isinstance(dtype, pl.List)]
+        scalars = [name for name, dtype in self.schema.items() if not isinstance(dtype, pl.List)]
+        dictionary = list(self.dictionary) if self.dictionary is not None else scalars
         rows = 0
-        with pq.ParquetWriter(sink, empty.schema, compression="zstd",
-                              use_dictionary=dictionary) as writer:
+        with pq.ParquetWriter(sink, empty.schema, compression="zstd", use_dictionary=dictionary,
+                              write_statistics=scalars) as writer:
             for frame in self.frames:
                 table = frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame
                 if table.schema.remove_metadata() != empty.schema.remove_metadata():

@@ -86,13 +86,31 @@ def normalized(message: str | pl.Expr = "m_message") -> pl.Expr:
     return masked(first_line(message))
 
 
+def normalize_lines(lines: pl.Series) -> pl.DataFrame:
+    """``line`` -> ``e_message_normalized`` for each distinct first line in ``lines``.
+
+    The LO2 masks (ids) run on the distinct lines, then LogLead's masks on what is distinct after
+    them: ids make most lines unique, so a run's ~300,000 distinct lines become ~2,000, and the
+    second half of the 24 regex passes costs next to nothing. Same result as :func:`masked`.
+    """
+    # The streaming engine spreads the regex passes over all cores (the in-memory one uses one).
+    frame = (
+        pl.DataFrame({"line": lines.unique()}).lazy()
+        .with_columns(masked(pl.col("line"), LO2_MASKS).alias("_ids_masked"))
+        .collect(engine="streaming")
+    )
+    shapes = frame.select(pl.col("_ids_masked").unique())
+    shapes = shapes.with_columns(
+        masked(pl.col("_ids_masked"), LOGLEAD_MASKS).alias("e_message_normalized"))
+    return frame.join(shapes, on="_ids_masked", how="left").select("line", "e_message_normalized")
+
+
 def with_normalized(frame: pl.DataFrame, message: str = "m_message") -> pl.DataFrame:
     """``frame`` plus ``e_message_normalized``, masking each distinct first line once (LO2
     repeats its lines: a run's 1.3 M events have about a quarter as many distinct first lines,
-    and the 24 regex passes are the expensive part)."""
+    and the regex passes are the expensive part)."""
     frame = frame.with_columns(first_line(message).alias("_first_line"))
-    lines = frame.select(pl.col("_first_line").unique())
-    lines = lines.with_columns(masked(pl.col("_first_line")).alias("e_message_normalized"))
+    lines = normalize_lines(frame["_first_line"]).rename({"line": "_first_line"})
     return frame.join(lines, on="_first_line", how="left", maintain_order="left").drop(
         "_first_line")
 
@@ -191,3 +209,6 @@ SEQUENCES_ENHANCED_SCHEMA: dict[str, pl.DataType] = {
     "service": pl.String(),
     "e_event_drain_id": pl.List(pl.String()),
 }
+
+#: One row per sequence: only these repeated columns gain from Parquet dictionary encoding.
+SEQUENCES_DICTIONARY_COLUMNS = ("run", "test_case", "service")

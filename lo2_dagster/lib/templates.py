@@ -19,7 +19,7 @@ from drain3 import TemplateMiner
 from drain3.memory_buffer_persistence import MemoryBufferPersistence
 from drain3.template_miner_config import TemplateMinerConfig
 
-from lo2_dagster.lib.enhance import first_line, masked
+from lo2_dagster.lib.enhance import first_line, normalize_lines
 
 #: The id of lines that match no trained template (drain3 cluster ids start at 1).
 UNMATCHED = "e0"
@@ -81,19 +81,16 @@ def template_id(cluster_id: int) -> str:
 def message_counts(events: pl.LazyFrame) -> pl.DataFrame:
     """Distinct normalized messages of one run's events with their line count and first time."""
     lines = (
-        events.select(first_line().alias("_first_line"), "m_timestamp")
-        .group_by("_first_line")
-        .agg(pl.len().alias("count"), pl.col("m_timestamp").min())
+        events.select(first_line().alias("line"), "m_timestamp")
+        .group_by("line")
+        .agg(pl.len().alias("count"), pl.col("m_timestamp").min().alias("first_seen"))
         .collect()
     )
     return (
-        lines.lazy()
-        .select(masked(pl.col("_first_line")).alias("e_message_normalized"), "count",
-                "m_timestamp")
+        lines.join(normalize_lines(lines["line"]), on="line", how="left")
         .group_by("e_message_normalized")
-        .agg(pl.col("count").sum().cast(pl.Int64),
-             pl.col("m_timestamp").min().alias("first_seen"))
-        .collect()
+        .agg(pl.col("count").sum().cast(pl.Int64), pl.col("first_seen").min())
+        .select(list(MESSAGE_COUNTS_SCHEMA))
         .cast(MESSAGE_COUNTS_SCHEMA)  # type: ignore[arg-type]
     )
 

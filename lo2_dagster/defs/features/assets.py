@@ -23,6 +23,7 @@ from lo2_dagster.lib import templates as drain
 from lo2_dagster.lib.enhance import (
     ENHANCER_VERSION,
     EVENTS_ENHANCED_SCHEMA,
+    SEQUENCES_DICTIONARY_COLUMNS,
     SEQUENCES_ENHANCED_SCHEMA,
 )
 from lo2_dagster.lib.features import allowlisted_sequences, enhance_events, sequence_tables
@@ -213,6 +214,11 @@ def events_enhanced(
               left_on="e_event_drain_id", right_on="template_id")
         .sort(["lines", "e_event_drain_id"], descending=[True, False])
     )
+    stale_ids = sorted({r.template for r in allowlist.events if r.template} - templates.ids)
+    if stale_ids:
+        context.log.warning(f"{allowlist.source}: rules name template ids the trained templates "
+                            f"do not have ({', '.join(stale_ids)}); they match nothing. Templates "
+                            "were retrained? Use a message regex instead.")
     if enhanced.unmatched_lines:
         context.log.warning(f"{enhanced.unmatched_lines:,} lines match no trained template "
                             f"(id {drain.UNMATCHED}): retrain lo2/drain_templates to learn them.")
@@ -292,7 +298,8 @@ def sequences_enhanced(
     started = time.perf_counter()
     hits = allowlisted_sequences(sequences, allowlist)
     yield dg.Output(
-        Batches(SEQUENCES_ENHANCED_SCHEMA, sequence_tables(sequences, events, allowlist)),
+        Batches(SEQUENCES_ENHANCED_SCHEMA, sequence_tables(sequences, events, allowlist),
+                dictionary=SEQUENCES_DICTIONARY_COLUMNS),
         metadata={
             "dagster/column_schema": column_schema(SEQUENCES_ENHANCED_SCHEMA,
                                                    SEQUENCE_COLUMNS),
