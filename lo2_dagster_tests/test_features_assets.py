@@ -3,10 +3,12 @@
 from pathlib import Path
 
 import dagster as dg
+import fsspec
 import polars as pl
 import pytest
 from dagster._core.definitions.data_version import StaleStatus
 from dagster._utils.test.data_versions import get_stale_status_resolver
+from upath import UPath
 
 from lo2_dagster import settings
 from lo2_dagster.definitions import defs
@@ -244,3 +246,21 @@ def test_the_checks_fail_on_drift():
     assert ok.passed and ok.metadata["unmatched_rows"].value == 1
     bad = _drain_ids_check(EVENTS_ENHANCED, pl.Series(["e1", "e77"]), templates)
     assert not bad.passed and "e77" in bad.metadata["unknown_ids"].value
+
+
+def test_the_chain_works_on_a_remote_warehouse(env, monkeypatch):
+    """An fsspec URL as warehouse (memory://, as s3:// would be): templates folder, streamed
+    sequences, checks reading the written files and the exports all go through fsspec."""
+    monkeypatch.setenv(settings.ENV_WAREHOUSE, "memory://lo2-test-warehouse")
+    with dg.DagsterInstance.ephemeral() as instance:
+        everything(instance)
+    root = UPath("memory://lo2-test-warehouse")
+    try:
+        assert (root / "lo2" / "drain_templates" / "drain3_state.json").exists()
+        with (root / "lo2" / "sequences_enhanced" / f"{RUN}.parquet").open("rb") as f:
+            sequences = pl.read_parquet(f)
+        assert sequences.schema == pl.Schema(SEQUENCES_ENHANCED_SCHEMA) and len(sequences) == 3
+        with (root / "exports" / EVENTS_FILE).open("rb") as f:
+            assert pl.read_parquet(f).schema == pl.Schema(EVENTS_ENHANCED_SCHEMA)
+    finally:
+        fsspec.filesystem("memory").rm("/lo2-test-warehouse", recursive=True)
