@@ -33,7 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--root", help=f"LO2 root (default ${settings.ENV_ROOT} or the sample)")
     run.add_argument("--warehouse", help=f"warehouse root (default ${settings.ENV_WAREHOUSE} "
                                          "or data/warehouse)")
-    run.add_argument("--runs", nargs="*", metavar="RUN", help="only these run folders")
+    run.add_argument("--runs", nargs="*", metavar="RUN",
+                     help="only these run folders (matched against the existing Drain templates)")
     run.add_argument("--log-level", default="INFO",
                      help="log level of the assets on the terminal (DEBUG, INFO, WARNING)")
     run.set_defaults(func=_run)
@@ -79,6 +80,7 @@ def _run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from lo2_dagster.definitions import defs
+    from lo2_dagster.defs.keys import DRAIN_TEMPLATES
     from lo2_dagster.lib.layout import LayoutError, scan_runs
     from lo2_dagster.pipeline import add_run_partitions, materialize_all
 
@@ -112,7 +114,11 @@ def _run(args: argparse.Namespace) -> int:
         added = add_run_partitions(instance, runs)
         if added:
             print(f"added {len(added)} run partition(s)")
-        outcomes = materialize_all(defs(), instance, runs, log_level=args.log_level.upper())
+        # With --runs, the new runs are matched against the templates the others were built
+        # with; a full run retrains them on every run and rebuilds every run's features.
+        reuse = {DRAIN_TEMPLATES} if args.runs else set()
+        outcomes = materialize_all(defs(), instance, runs, log_level=args.log_level.upper(),
+                                   reuse=reuse)
     _summary(outcomes, runs, warehouse, time.perf_counter() - started)
     return 0 if all(o.success for o in outcomes) else 1
 

@@ -16,6 +16,10 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*data_versi
 # kinds): the decorator that takes specs is beta too.
 warnings.filterwarnings("ignore", category=dg.BetaWarning,
                         message=".*multi_observable_source_asset.*")
+# Checks of per-run assets are evaluated per partition (a failure in one run is not hidden by a
+# pass in the next): partitioned check specs are a preview feature.
+warnings.filterwarnings("ignore", category=dg.PreviewWarning,
+                        message=".*partitions_def on an AssetCheckSpec.*")
 
 
 @dg.definitions

@@ -9,7 +9,7 @@ UI shows every run and materialization afterwards.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -73,8 +73,14 @@ def materialize_all(
     runs: Sequence[str],
     report: Callable[[str], object] = print,
     log_level: str = "INFO",
+    reuse: Collection[dg.AssetKey] = (),
 ) -> list[Outcome]:
-    """Materialize every asset for ``runs`` (per-run assets) and once (the others)."""
+    """Materialize every asset for ``runs`` (per-run assets) and once (the others).
+
+    Whole-dataset assets in ``reuse`` are kept as they are when already materialized (trained
+    state that other runs were built with, e.g. the Drain templates when only some runs are
+    processed); they are materialized only if they do not exist yet.
+    """
     graph = defs.resolve_asset_graph()
     other = [k.to_user_string() for k in graph.materializable_asset_keys
              if graph.get(k).is_partitioned and graph.get(k).partitions_def != RUNS]
@@ -98,6 +104,16 @@ def materialize_all(
         if failed_stage:
             report(f"skip {names}: {failed_stage} failed")
             continue
+        if not stage.partitioned:
+            kept = [k for k in stage.keys
+                    if k in reuse and instance.get_latest_materialization_event(k) is not None]
+            for key in kept:
+                report(f"[all runs]: keep {key.to_user_string()} (already materialized; "
+                       "a run without --runs retrains it)")
+            stage = Stage(False, tuple(k for k in stage.keys if k not in kept))
+            if not stage.keys:
+                continue
+            names = ", ".join(k.to_user_string() for k in stage.keys)
         partitions: list[str | None] = list(runs) if stage.partitioned else [None]
         for i, partition in enumerate(partitions, 1):
             if partition in failed_runs:

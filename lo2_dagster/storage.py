@@ -74,17 +74,7 @@ class PolarsParquetIOManager(dg.UPathIOManager):
                 f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; the "
                 "warehouse IO manager stores polars DataFrames, LazyFrames or Batches only."
             )
-        if _is_local(path):
-            rows = _write_local_atomic(obj, str(path.path))
-        else:
-            with path.open("wb") as f:
-                if isinstance(obj, Batches):
-                    rows = obj.write(f)
-                else:
-                    rows = None
-                    (obj.collect() if isinstance(obj, pl.LazyFrame) else obj).write_parquet(
-                        f, **_PARQUET_OPTIONS
-                    )
+        rows = write_parquet(path, obj)
         if isinstance(obj, Batches):  # only known once written
             context.add_output_metadata({"dagster/row_count": rows})
 
@@ -125,13 +115,10 @@ class PolarsParquetIOManager(dg.UPathIOManager):
         wanted = _wanted_type(context)
         if wanted is UPath:  # the file itself, e.g. to stream it somewhere else
             return path
-        lazy = wanted is pl.LazyFrame
-        if _is_local(path):
-            source = str(path.path)
-            return pl.scan_parquet(source) if lazy else pl.read_parquet(source)
-        with path.open("rb") as f:  # polars reads only some URL schemes itself; fsspec reads all
-            frame = pl.read_parquet(f)
-        return frame.lazy() if lazy else frame
+        if wanted is pl.LazyFrame and _is_local(path):
+            return pl.scan_parquet(str(path.path))
+        frame = read_parquet(path)  # remote: read whole (polars reads only some URL schemes)
+        return frame.lazy() if wanted is pl.LazyFrame else frame
 
 
 def _wanted_type(context: dg.InputContext) -> Any:
@@ -188,15 +175,19 @@ def _write_local_atomic(
     return rows
 
 
-def concat_parquet(sources: Sequence[UPath], target: UPath, batch_rows: int) -> int:
-    """Stream Parquet files with one schema into one file, ``batch_rows`` rows at a time (never
-    a whole file in memory); atomic when local. Returns the rows written."""
+def concat_parquet(sources: Sequence[UPath], target: UPath, batch_rows: int,
+                   row_group_bytes: int = 64 << 20) -> int:
+    """Stream Parquet files with one schema into one file, reading ``batch_rows`` rows at a time
+    (never a whole file in memory) and writing row groups of about ``row_group_bytes``; atomic
+    when local. Returns the rows written."""
     if not sources:
         raise ValueError("nothing to concatenate")
     with sources[0].open("rb") as f:
         schema = pq.ParquetFile(f).schema_arrow
 
     def batches() -> Iterator[pa.Table]:
+        pending: list[pa.RecordBatch] = []
+        size = 0
         for source in sources:
             with source.open("rb") as f:
                 reader = pq.ParquetFile(f)
@@ -205,22 +196,38 @@ def concat_parquet(sources: Sequence[UPath], target: UPath, batch_rows: int) -> 
                         f"{source} has schema {reader.schema_arrow}, unlike {sources[0]}: "
                         "re-materialize the asset's partitions so that all files match.")
                 for batch in reader.iter_batches(batch_size=batch_rows):
-                    yield pa.Table.from_batches([batch], schema=schema)
+                    pending.append(batch)
+                    size += batch.nbytes
+                    if size >= row_group_bytes:
+                        yield pa.Table.from_batches(pending, schema=schema)
+                        pending, size = [], 0
+        if pending:
+            yield pa.Table.from_batches(pending, schema=schema)
 
-    frames = Batches(dict(pl.from_arrow(schema.empty_table()).schema), batches())
-    if _is_local(target):
-        return _write_local_atomic(frames, str(target.path)) or 0
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("wb") as f:
-        return frames.write(f)
+    return write_parquet(target, Batches(dict(pl.from_arrow(schema.empty_table()).schema),
+                                         batches())) or 0
+
+
+def write_parquet(path: UPath, obj: pl.DataFrame | pl.LazyFrame | Batches) -> int | None:
+    """Write a warehouse Parquet file: atomically when local (a LazyFrame streams), through
+    fsspec when remote (a LazyFrame is collected first). Returns the rows of ``Batches``."""
+    if _is_local(path):
+        return _write_local_atomic(obj, str(path.path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        if isinstance(obj, Batches):
+            return obj.write(f)
+        (obj.collect() if isinstance(obj, pl.LazyFrame) else obj).write_parquet(
+            f, **_PARQUET_OPTIONS)
+    return None
 
 
 def read_parquet(path: UPath, columns: list[str] | None = None) -> pl.DataFrame:
-    """Columns of a warehouse file, local or remote."""
+    """Columns of a warehouse file, local or remote (remote: only those columns are read)."""
     if _is_local(path):
         return pl.read_parquet(str(path.path), columns=columns)
     with path.open("rb") as f:
-        return pl.read_parquet(f, columns=columns)
+        return pl.from_arrow(pq.read_table(f, columns=columns))  # type: ignore[return-value]
 
 
 def parquet_facts(path: UPath) -> tuple[pl.Schema, int]:
@@ -251,24 +258,22 @@ class DrainTemplatesIOManager(dg.UPathIOManager):
         if not isinstance(obj, Templates):
             raise TypeError(f"{context.asset_key.to_user_string()} returned "
                             f"{type(obj).__name__}, not Templates")
-        if _is_local(path):
-            _write_local_atomic(obj.table, str((path / "templates.parquet").path))
-        else:
-            path.mkdir(parents=True, exist_ok=True)
-            with (path / "templates.parquet").open("wb") as f:
-                obj.table.write_parquet(f, **_PARQUET_OPTIONS)
+        write_parquet(path / "templates.parquet", obj.table)
         write_bytes(path / "settings.json", obj.settings.to_json().encode())
         write_bytes(path / STATE_FILE, obj.state())  # last: a complete state means a complete set
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> Templates:
-        state = path / STATE_FILE
-        if not state.exists():
-            raise FileNotFoundError(f"Drain state {state} is missing: materialize "
-                                    "lo2/drain_templates (it trains on the ingested runs).")
-        with (path / "templates.parquet").open("rb") as f:
-            table = pl.read_parquet(f)
-        drain = DrainSettings.from_json((path / "settings.json").read_text())
-        return Templates.from_state(state.read_bytes(), table, drain)
+        fix = "materialize lo2/drain_templates again (it trains on the ingested runs)"
+        missing = [p for p in (path / STATE_FILE, path / "templates.parquet",
+                               path / "settings.json") if not p.exists()]
+        if missing:
+            raise FileNotFoundError(f"Drain templates file {missing[0]} is missing: {fix}.")
+        try:
+            table = read_parquet(path / "templates.parquet")
+            drain = DrainSettings.from_json((path / "settings.json").read_text())
+            return Templates.from_state((path / STATE_FILE).read_bytes(), table, drain)
+        except Exception as e:  # a damaged file or a state from another drain3 version
+            raise ValueError(f"Cannot read the Drain templates in {path} ({e}): {fix}.") from e
 
 
 STATE_FILE = "drain3_state.json"

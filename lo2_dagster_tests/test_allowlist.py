@@ -55,12 +55,15 @@ seq_id = '__key$'
     assert allowlist.rules_table()["name"].to_list() == ["cfg", "tpl", "key"]
 
 
-def test_digest_follows_content(tmp_path):
+def test_digest_follows_the_rules_not_the_comments(tmp_path):
     path = write(tmp_path, '[[event]]\nname = "a"\nmessage = "x"\n')
     first = load_allowlist(path).digest
     assert load_allowlist(path).digest == first
+    path.write_text('# why\n[[event]]\nname = "a"\nmessage = "x"\nreason = "because"\n')
+    assert load_allowlist(path).digest == first
     path.write_text('[[event]]\nname = "a"\nmessage = "y"\n')
     assert load_allowlist(path).digest != first
+    assert load_allowlist(tmp_path / "absent.toml").digest != first
 
 
 def test_a_missing_file_is_an_empty_allowlist(tmp_path):
@@ -80,6 +83,11 @@ def test_a_missing_file_is_an_empty_allowlist(tmp_path):
     ('[[event]]\nname = "a"\nmessage = "x"\n[[sequence]]\nname = "a"\nseq_id = "y"',
      "repeated: ['a']"),
     ('[[sequence]]\nname = "s"', "needs a name and a seq_id regex"),
+    ("event = 3", "write each rule as a [[event]] block"),
+    ('[event]\nname = "a"\nmessage = "x"', "write each rule as a [[event]] block"),
+    ('[[event]]\nname = "a"\nmessage = ""', "an empty pattern matches everything"),
+    ('[[sequence]]\nname = "a"\nseq_id = ""', "an empty pattern matches everything"),
+    ('[[event]]\nname = "a"\ntemplate = "12"', "not a Drain template id"),
 ])
 def test_errors_name_the_file_and_the_problem(tmp_path, text, says):
     path = write(tmp_path, text)

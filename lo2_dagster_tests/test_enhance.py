@@ -136,25 +136,43 @@ def test_template_ids_do_not_depend_on_run_order_or_reruns(excerpt_events):
                                          drain.message_counts(a.lazy())]))
     assert ab.state() == ba.state()
     assert ab.table.equals(ba.table)
-    assert ab.digest() == drain.train(drain.merge_counts([drain.message_counts(a.lazy()),
-                                                          drain.message_counts(b.lazy())])).digest()
+    assert ab.digest == drain.train(drain.merge_counts([drain.message_counts(a.lazy()),
+                                                          drain.message_counts(b.lazy())])).digest
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_template_ids_do_not_depend_on_the_order_messages_arrive_in(excerpt_events, trained,
+                                                                    seed):
+    """Threads, partitions and timing only change the order in which (message, count) rows
+    arrive; any order trains the same miner."""
+    counts = drain.merge_counts([drain.message_counts(excerpt_events.lazy())])
+    shuffled = counts.sample(fraction=1.0, shuffle=True, seed=seed)
+    assert not shuffled.equals(counts)
+    assert drain.train(shuffled).state() == trained.state()
 
 
 THREADS_CHILD = """
 import sys, polars as pl
 from lo2_dagster.lib import templates as drain
 events = pl.read_parquet(sys.argv[1])
-print(drain.train(drain.merge_counts([drain.message_counts(events.lazy())])).digest())
+print(drain.train(drain.merge_counts([drain.message_counts(events.lazy())])).digest)
 """
 
 
-def test_template_ids_do_not_depend_on_the_thread_count(excerpt_events, tmp_path):
-    events = tmp_path / "events.parquet"
-    excerpt_events.write_parquet(events)
+def test_template_ids_do_not_depend_on_the_thread_count(tmp_path):
+    """A run large enough for polars to split the grouping over threads, counted with 1 and 4."""
+    lines = EXCERPT.read_text().splitlines()
+    events = pl.DataFrame({"m_message": [ln.split(" - ", 1)[1] for ln in lines] * 2000})
+    events = events.with_columns(
+        pl.lit(None, dtype=pl.Datetime("us")).alias("m_timestamp"),
+        (pl.col("m_message") + " " + pl.int_range(pl.len()).mod(997).cast(pl.String))
+        .alias("m_message"))  # many distinct lines, masked to the same few shapes
+    path = tmp_path / "events.parquet"
+    events.write_parquet(path)
     digests = set()
     for threads in ("1", "4"):
         env = dict(os.environ, POLARS_MAX_THREADS=threads)
-        out = subprocess.run([sys.executable, "-c", THREADS_CHILD, str(events)], env=env,
+        out = subprocess.run([sys.executable, "-c", THREADS_CHILD, str(path)], env=env,
                              capture_output=True, text=True, check=True)
         digests.add(out.stdout.strip())
     assert len(digests) == 1
@@ -175,7 +193,7 @@ def test_state_round_trips_through_drain3s_serialization(trained):
     restored = drain.Templates.from_state(state, trained.table, trained.settings)
     messages = pl.Series(["Load:<HEX>", "scope = null", "unknown thing"])
     assert restored.match(messages).equals(trained.match(messages))
-    assert restored.digest() == trained.digest()
+    assert restored.digest == trained.digest
     assert drain.DrainSettings.from_json(trained.settings.to_json()) == trained.settings
 
 
@@ -203,7 +221,8 @@ def test_written_files_have_exactly_the_seeds_schemas(excerpt_events, trained, t
     events_path, sequences_path = write_enhanced(excerpt_events, trained, Allowlist(), tmp_path)
     assert arrow_names(events_path) == seed_columns(SEED_EVENTS)
     assert arrow_names(sequences_path) == seed_columns(SEED_SEQUENCES + ", " + SEQUENCE_EXTRAS)
-    assert pl.read_parquet_schema(events_path) == enhance.EVENTS_ENHANCED_SCHEMA
+    written = pl.read_parquet_schema(events_path)
+    assert list(written.items()) == list(enhance.EVENTS_ENHANCED_SCHEMA.items())
 
 
 def test_enhanced_events_keep_every_row_in_order(excerpt_events, trained, tmp_path):
@@ -258,10 +277,17 @@ def test_allowlist_relabels_events_and_sequences(excerpt_events, trained, tmp_pa
     assert not sequences.filter("is_fp_allowlisted")["anomaly"].any()
 
 
-def test_non_contiguous_sequences_are_refused(excerpt_events, trained, tmp_path):
+@pytest.mark.parametrize("chunk_rows", [2, 4, 6, 100])
+def test_non_contiguous_sequences_are_refused_whatever_the_chunking(excerpt_events, trained,
+                                                                    tmp_path, chunk_rows):
     events_path, _ = write_enhanced(excerpt_events, trained, Allowlist(), tmp_path)
-    shuffled = pl.read_parquet(events_path).sample(fraction=1.0, shuffle=True, seed=1)
-    tables = sequence_tables(loader.build_sequences(excerpt_events), shuffled.lazy(),
-                             Allowlist(), chunk_rows=50)
+    events = pl.read_parquet(events_path)
+    first = {s: events.filter(pl.col("seq_id") == s).head(2) for s in events["seq_id"].unique()}
+    a, b, c = sorted(first)
+    # A B A B C ...: A's events are split by B's (the last of a chunk must not hide it).
+    order = pl.concat([first[a].head(1), first[b].head(1), first[a].tail(1), first[b].tail(1),
+                       first[c]])
+    tables = sequence_tables(loader.build_sequences(order), order.lazy(), Allowlist(),
+                             chunk_rows=chunk_rows)
     with pytest.raises(ValueError, match="not contiguous"):
         list(tables)

@@ -1,5 +1,6 @@
 """The feature assets through Dagster: real runs on a real (ephemeral) instance and real files."""
 
+import logging
 from pathlib import Path
 
 import dagster as dg
@@ -78,8 +79,10 @@ def everything(instance, runs=(RUN, RUN_B)) -> None:
     for run in runs:
         result = execute(instance, ENHANCED, run)
         assert result.success
-        failed = [c.check_name for c in result.get_asset_check_evaluations() if not c.passed]
-        assert failed == []
+        evaluations = result.get_asset_check_evaluations()
+        assert len(evaluations) == 8  # 4 checks x 2 tables, recorded for this run's partition
+        assert {c.partition for c in evaluations} == {run}
+        assert [c.check_name for c in evaluations if not c.passed] == []
     assert execute(instance, [ENHANCED_EXPORTS]).success
 
 
@@ -170,7 +173,8 @@ def test_editing_the_allowlist_makes_only_the_enhanced_tables_stale(env, instanc
     assert statuses() == ({k: fresh for k in [RAW_EVENTS, RAW_SEQUENCES, *ENHANCED]},
                           StaleStatus.FRESH)
 
-    # Observing the unchanged file again changes nothing.
+    # Observing the unchanged file again, or with a new comment, changes nothing.
+    env["allowlist"].write_text("# benign patterns\n" + env["allowlist"].read_text())
     assert execute(instance, [FP_ALLOWLIST]).success
     assert statuses()[0][EVENTS_ENHANCED] == fresh
 
@@ -186,10 +190,24 @@ def test_editing_the_allowlist_makes_only_the_enhanced_tables_stale(env, instanc
 
     # Rematerialized with the new rule: the code sequences are allowlisted, fresh again.
     for run in (RUN, RUN_B):
-        assert execute(instance, ENHANCED, run).success
+        result = execute(instance, ENHANCED, run)
+        assert result.success
+        assert not _warnings(instance, result, "differs from the last observation")
     sequences = pl.read_parquet(warehouse_file(env, SEQUENCES_ENHANCED, RUN))
     assert sequences.filter("is_fp_allowlisted")["service"].to_list() == ["code"]
     assert statuses()[0][SEQUENCES_ENHANCED] == fresh
+
+    # Edited but not observed: the tables use the file as it is, and say it was not observed.
+    env["allowlist"].write_text(env["allowlist"].read_text()
+                                + '\n[[sequence]]\nname = "key"\nseq_id = \'__key$\'\n')
+    result = execute(instance, [EVENTS_ENHANCED], RUN)
+    assert result.success
+    assert _warnings(instance, result, "differs from the last observation of lo2/fp_allowlist")
+
+
+def _warnings(instance, result, text: str) -> list[str]:
+    return [e.user_message for e in instance.all_logs(result.run_id)
+            if e.level == logging.WARNING and text in e.user_message]
 
 
 def test_training_runs_are_configurable_and_checked(env, instance):
@@ -264,3 +282,39 @@ def test_the_chain_works_on_a_remote_warehouse(env, monkeypatch):
             assert pl.read_parquet(f).schema == pl.Schema(EVENTS_ENHANCED_SCHEMA)
     finally:
         fsspec.filesystem("memory").rm("/lo2-test-warehouse", recursive=True)
+
+
+def test_new_runs_are_matched_and_exports_refuse_mixed_templates(env, instance):
+    """Templates trained on RUN only; RUN_B has a message RUN never logged: it gets e0, is
+    counted and warned about. Retraining on both runs renumbers ids: until RUN is rebuilt,
+    the exports refuse to mix the two numberings."""
+    extra = env["root"] / "logs" / RUN_B / "correct" / "light-oauth2-oauth2-token-1.log"
+    novel = " ".join(f"word{chr(97 + i)}" for i in range(26))  # 26 tokens: no such template
+    extra.write_text(extra.read_text() + line("16:33:00.000", novel) + "\n")
+    assert execute(instance, [FP_ALLOWLIST]).success
+    ingest(instance, [RUN, RUN_B])
+    config = {"ops": {"lo2__drain_templates": {"config": {"training_runs": [RUN]}}}}
+    assert execute(instance, [DRAIN_TEMPLATES], config=config).success
+    for run in (RUN, RUN_B):
+        assert execute(instance, ENHANCED, run).success
+    result = execute(instance, ENHANCED, RUN_B)
+    [mat] = [m for m in result.asset_materializations_for_node("lo2__events_enhanced")]
+    assert mat.metadata["unmatched_lines"].value >= 1
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()
+              if c.asset_key == EVENTS_ENHANCED}
+    assert checks["drain_ids_known"].passed
+    assert checks["drain_ids_known"].metadata["unmatched_rows"].value >= 1
+    warnings = [e.user_message for e in instance.all_logs(result.run_id)
+                if e.level == logging.WARNING]
+    assert any("match no trained template" in w for w in warnings)
+    assert execute(instance, [ENHANCED_EXPORTS]).success
+
+    assert execute(instance, [DRAIN_TEMPLATES]).success  # now trained on both runs
+    assert execute(instance, ENHANCED, RUN_B).success
+    result = execute(instance, [ENHANCED_EXPORTS])
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    message = failure.step_failure_data.user_failure_data.description
+    assert f"lo2/events_enhanced[{RUN}]" in message and RUN_B not in message
+    assert execute(instance, ENHANCED, RUN).success
+    assert execute(instance, [ENHANCED_EXPORTS]).success

@@ -73,7 +73,9 @@ def test_synth_then_run_end_to_end(tmp_path):
     again = cli("run", "--root", str(data), "--warehouse", str(warehouse), "--runs", *runs,
                 env=env)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "2 runs, 7 Dagster runs, 0 failed" in again.stdout
+    # With --runs the templates the other runs were built with are kept, not retrained.
+    assert "keep lo2/drain_templates (already materialized" in again.stdout
+    assert "2 runs, 6 Dagster runs, 0 failed" in again.stdout
 
 
 def test_run_without_runs_says_what_to_do(tmp_path):

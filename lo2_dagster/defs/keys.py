@@ -1,8 +1,9 @@
-"""Asset keys and check names, defined once: keys mirror the warehouse layout."""
+"""Asset keys, check names and owners, defined once: keys mirror the warehouse layout."""
 
 import dagster as dg
 
 PREFIX = "lo2"
+OWNERS = ["team:lo2"]
 
 RAW_EVENTS = dg.AssetKey([PREFIX, "raw_events"])
 RAW_SEQUENCES = dg.AssetKey([PREFIX, "raw_sequences"])

@@ -11,6 +11,8 @@ sequence whose ``seq_id`` matches a ``[[sequence]]`` rule is treated the same wa
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,13 @@ from pathlib import Path
 import polars as pl
 
 from lo2_dagster.lib.names import SERVICES
+
+TEMPLATE_ID = re.compile(r"e\d+")
+
+
+def rule_column(name: str) -> str:
+    """The temporary boolean column of a rule's matches."""
+    return f"fp_rule/{name}"
 
 
 class AllowlistError(ValueError):
@@ -34,6 +43,10 @@ class EventRule:
     template: str | None = None
     service: str | None = None
     reason: str = ""
+
+    @property
+    def column(self) -> str:
+        return rule_column(self.name)
 
     def expr(self) -> pl.Expr:
         conditions = []
@@ -54,6 +67,10 @@ class SequenceRule:
     seq_id: str
     reason: str = ""
 
+    @property
+    def column(self) -> str:
+        return rule_column(self.name)
+
     def expr(self) -> pl.Expr:
         return pl.col("seq_id").str.contains(self.seq_id)
 
@@ -66,11 +83,11 @@ class Allowlist:
     source: str = ""
 
     def event_flags(self) -> list[pl.Expr]:
-        """One boolean column per event rule, named ``fp_rule/<name>``."""
-        return [rule.expr().alias(f"fp_rule/{rule.name}") for rule in self.events]
+        """One boolean column per event rule, named :func:`rule_column`."""
+        return [rule.expr().alias(rule.column) for rule in self.events]
 
     def sequence_flags(self) -> list[pl.Expr]:
-        return [rule.expr().alias(f"fp_rule/{rule.name}") for rule in self.sequences]
+        return [rule.expr().alias(rule.column) for rule in self.sequences]
 
     def rules_table(self) -> pl.DataFrame:
         rows = [{"kind": "event", "name": r.name, "message": r.message or "",
@@ -90,7 +107,7 @@ def content_digest(data: bytes) -> str:
 def load_allowlist(path: Path) -> Allowlist:
     """Read and validate the allowlist; a missing file is an empty allowlist."""
     if not path.exists():
-        return Allowlist(digest=content_digest(b""), source=str(path))
+        return Allowlist(digest=_rules_digest((), ()), source=str(path))
     data = path.read_bytes()
     try:
         doc = tomllib.loads(data.decode("utf-8"))
@@ -101,6 +118,11 @@ def load_allowlist(path: Path) -> Allowlist:
     if unknown:
         raise AllowlistError(f"{path}: unknown section(s) {sorted(unknown)}; use [[event]] or "
                              "[[sequence]].")
+    for section in ("event", "sequence"):
+        entries = doc.get(section, [])
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise AllowlistError(f"{path}: `{section}` must be an array of tables: write each "
+                                 f"rule as a [[{section}]] block (double brackets).")
     events = tuple(_event_rule(path, i, e) for i, e in enumerate(doc.get("event", []), 1))
     sequences = tuple(_sequence_rule(path, i, e)
                       for i, e in enumerate(doc.get("sequence", []), 1))
@@ -108,7 +130,15 @@ def load_allowlist(path: Path) -> Allowlist:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise AllowlistError(f"{path}: rule names must be unique; repeated: {duplicates}.")
-    return Allowlist(events, sequences, content_digest(data), str(path))
+    return Allowlist(events, sequences, _rules_digest(events, sequences), str(path))
+
+
+def _rules_digest(events: tuple[EventRule, ...], sequences: tuple[SequenceRule, ...]) -> str:
+    """A hash of what the rules do (not of comments, reasons or layout): editing a comment
+    makes nothing stale."""
+    rules = [["event", r.name, r.message, r.template, r.service] for r in events]
+    rules += [["sequence", r.name, r.seq_id] for r in sequences]
+    return content_digest(json.dumps(rules).encode())
 
 
 def _check_keys(path: Path, where: str, entry: dict, allowed: set[str]) -> None:
@@ -122,6 +152,9 @@ def _check_keys(path: Path, where: str, entry: dict, allowed: set[str]) -> None:
 
 
 def _check_regex(path: Path, where: str, pattern: str) -> None:
+    if not pattern:
+        raise AllowlistError(f"{path}: {where}: an empty pattern matches everything; write the "
+                             "pattern of what is benign.")
     try:
         pl.Series([""]).str.contains(pattern)
     except pl.exceptions.PolarsError as e:
@@ -139,6 +172,10 @@ def _event_rule(path: Path, index: int, entry: dict) -> EventRule:
         raise AllowlistError(f"{path}: {where} needs a message regex and/or a template id.")
     if "message" in entry:
         _check_regex(path, where, entry["message"])
+    template = entry.get("template")
+    if template is not None and not TEMPLATE_ID.fullmatch(template):
+        raise AllowlistError(f"{path}: {where}: template {template!r} is not a Drain template id "
+                             "(e<number>, as in lo2/drain_templates' table).")
     service = entry.get("service")
     if service is not None and service not in SERVICES:
         raise AllowlistError(f"{path}: {where}: unknown service {service!r}; one of "

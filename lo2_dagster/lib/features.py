@@ -55,7 +55,7 @@ def enhance_events(events: pl.DataFrame | pl.LazyFrame, templates: Templates,
                      on="e_message_normalized", how="left", maintain_order="left")
 
     rules = allowlist.event_flags()
-    rule_names = [f"fp_rule/{r.name}" for r in allowlist.events]
+    rule_names = [r.column for r in allowlist.events]
     if rules:
         base = base.with_columns(rules).with_columns(
             pl.any_horizontal(rule_names).alias("is_fp_allowlisted"))
@@ -89,7 +89,7 @@ def enhance_events(events: pl.DataFrame | pl.LazyFrame, templates: Templates,
         unmatched_lines=int(counts["unmatched"]),
         allowlisted_lines=int(counts["allowlisted"]),
         relabelled_lines=int(counts["relabelled"]),
-        rule_hits={r.name: int(counts[f"fp_rule/{r.name}"]) for r in allowlist.events},
+        rule_hits={r.name: int(counts[r.column]) for r in allowlist.events},
     )
 
 
@@ -117,6 +117,11 @@ def sequence_tables(sequences: pl.DataFrame, events: pl.LazyFrame, allowlist: Al
     vocabulary = message_features(ids["e_message_normalized"]).with_row_index("_message")
     ids = ids.join(vocabulary.select("e_message_normalized", "_message"),
                    on="e_message_normalized", how="left", maintain_order="left")
+    stretches, distinct = ids.select(pl.col("seq_id").rle_id().n_unique().alias("stretches"),
+                                     pl.col("seq_id").n_unique().alias("distinct")).row(0)
+    if stretches != distinct:
+        raise ValueError("The events of a sequence are not contiguous, so they are not in raw "
+                         "events' row_id order: re-materialize lo2/events_enhanced for the run.")
     lists = {c: vocabulary[c] for c in ("e_words", "e_trigrams")}
     seen: set[str] = set()
     pending: pl.DataFrame | None = None
@@ -150,11 +155,7 @@ def _sequence_rows(base: pl.DataFrame, events: pl.DataFrame, lists: dict[str, pl
             pl.col("seq_id") != pl.col("seq_id").shift(1).fill_null(""))
     ).to_series()
     ids = events["seq_id"].gather(starts).to_list()
-    repeated = seen.intersection(ids)
-    if repeated or len(set(ids)) != len(ids):
-        raise ValueError(f"Events of sequence {sorted(repeated or ids)[0]} are not contiguous; "
-                         "lo2/events_enhanced must keep raw_events' row_id order.")
-    seen.update(ids)
+    seen.update(ids)  # contiguity was checked for the whole run
     bounds = pa.array([*starts.to_list(), len(events)], pa.int64())
     columns: dict[str, pa.Array] = {
         "e_event_drain_id": pa.LargeListArray.from_arrays(
@@ -190,4 +191,4 @@ def allowlisted_sequences(sequences: pl.DataFrame, allowlist: Allowlist) -> dict
     if not allowlist.sequences:
         return {}
     hits = sequences.select([f.sum() for f in allowlist.sequence_flags()]).row(0, named=True)
-    return {name.removeprefix("fp_rule/"): int(n) for name, n in hits.items()}
+    return {rule.name: int(hits[rule.column]) for rule in allowlist.sequences}

@@ -9,6 +9,7 @@ count or timing. Lines are then assigned with ``match()``, which never changes t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable
@@ -104,8 +105,13 @@ def merge_counts(parts: Iterable[pl.DataFrame]) -> pl.DataFrame:
         pl.concat(frames)
         .group_by("e_message_normalized")
         .agg(pl.col("count").sum(), pl.col("first_seen").min())
-        .sort(["count", "e_message_normalized"], descending=[True, False])
+        .pipe(in_training_order)
     )
+
+
+def in_training_order(counts: pl.DataFrame) -> pl.DataFrame:
+    """Most lines first, ties by text: an order that depends on the training data only."""
+    return counts.sort(["count", "e_message_normalized"], descending=[True, False])
 
 
 class Templates:
@@ -149,8 +155,10 @@ class Templates:
         miner.persistence_handler = None  # matching never saves
         return cls(miner, table, settings)
 
+    @functools.cached_property
     def digest(self) -> str:
-        """Content hash of the trained state and settings (the asset's data version)."""
+        """Content hash of the trained state and settings (the asset's data version, recorded
+        by the tables built with these templates). The miner is not changed after training."""
         h = hashlib.blake2b(digest_size=16)
         h.update(self.settings.to_json().encode())
         h.update(self.state())
@@ -162,7 +170,7 @@ def train(counts: pl.DataFrame, settings: DrainSettings | None = None) -> Templa
     the training lines each final template matches."""
     settings = settings or DrainSettings()
     miner = TemplateMiner(persistence_handler=None, config=settings.miner_config())
-    ordered = counts.sort(["count", "e_message_normalized"], descending=[True, False])
+    ordered = in_training_order(counts)
     for message in ordered["e_message_normalized"].to_list():
         miner.add_log_message(message)
     templates = Templates(miner, pl.DataFrame(schema=TEMPLATE_SCHEMA), settings)

@@ -4,13 +4,15 @@ import time
 
 import dagster as dg
 import polars as pl
+from upath import UPath
 
-from lo2_dagster.defs.ingest.partitions import RUNS
+from lo2_dagster.defs.ingest.partitions import ALL_RUNS, RUNS, run_key
 from lo2_dagster.defs.keys import (
     DRAIN_IDS_CHECK,
     DRAIN_TEMPLATES,
     EVENTS_ENHANCED,
     FP_ALLOWLIST,
+    OWNERS,
     RAW_EVENTS,
     RAW_SEQUENCES,
     ROWS_KEPT_CHECK,
@@ -27,13 +29,12 @@ from lo2_dagster.lib.enhance import (
     SEQUENCES_ENHANCED_SCHEMA,
 )
 from lo2_dagster.lib.features import allowlisted_sequences, enhance_events, sequence_tables
-from lo2_dagster.lib.names import InvalidRunKey, validate_run_key
 from lo2_dagster.meta import bullet_list, column_schema, table
 from lo2_dagster.storage import Batches, Warehouse, parquet_facts, read_parquet
 
 GROUP = "features"
-OWNERS = ["team:lo2"]
-ALL_RUNS = {"allow_missing_partitions": True}  # "every run materialized so far"
+#: Metadata of the enhanced tables: which trained templates their Drain ids come from.
+TEMPLATES_DIGEST = "drain_templates_digest"
 
 EVENT_COLUMNS = {
     "anomaly": "anomaly_original and not is_fp_allowlisted.",
@@ -56,13 +57,6 @@ SEQUENCE_COLUMNS = {
     "e_trigrams": "Trigrams of all events, in event order.",
     "e_event_drain_id": "Drain template id of each event, in event order.",
 }
-
-
-def _run_key(context: dg.AssetExecutionContext) -> str:
-    try:
-        return validate_run_key(context.partition_key)
-    except InvalidRunKey as e:
-        raise dg.Failure(description=str(e)) from e
 
 
 @dg.multi_observable_source_asset(
@@ -91,6 +85,21 @@ def fp_allowlist(fp_allowlist: FpAllowlistFile):
             "rules": table(allowlist.rules_table()),
         },
     )
+
+
+def _per_run_checks(key: dg.AssetKey, schema: str, rows: str) -> list[dg.AssetCheckSpec]:
+    """The checks of an enhanced table, evaluated per run (partition) on the written file; all
+    but the template-id check block downstream."""
+    def spec(name: str, description: str, blocking: bool = True) -> dg.AssetCheckSpec:
+        return dg.AssetCheckSpec(name, asset=key, partitions_def=RUNS, blocking=blocking,
+                                 description=description)
+    return [
+        spec(SCHEMA_CHECK, schema),
+        spec(ROWS_KEPT_CHECK, rows),
+        spec(SEQ_ID_CHECK, "Every row has a seq_id."),
+        spec(DRAIN_IDS_CHECK, "Every Drain id is a trained template or the reserved "
+                              f"{drain.UNMATCHED}.", blocking=False),
+    ]
 
 
 class DrainTemplatesConfig(dg.Config):
@@ -125,7 +134,7 @@ class DrainTemplatesConfig(dg.Config):
 def drain_templates(
     context: dg.AssetExecutionContext,
     config: DrainTemplatesConfig,
-    raw_events: dict[str, pl.LazyFrame],
+    raw_events: dict[str, UPath],
 ) -> dg.Output:
     runs = sorted(raw_events)
     if config.training_runs:
@@ -141,7 +150,10 @@ def drain_templates(
     started = time.perf_counter()
     parts = []
     for i, run in enumerate(runs, 1):
-        parts.append(drain.message_counts(raw_events[run]))
+        # One run in memory at a time, and only the two columns counted (also when remote).
+        frame = read_parquet(raw_events[run], ["m_message", "m_timestamp"])
+        parts.append(drain.message_counts(frame.lazy()))
+        del frame
         context.log.info(f"[{i}/{len(runs)}] {run}: {len(parts[-1]):,} distinct messages")
     counts = drain.merge_counts(parts)
     templates = drain.train(counts, config.settings())
@@ -152,7 +164,7 @@ def drain_templates(
         pl.col("first_seen").dt.to_string("%Y-%m-%d %H:%M:%S%.3f"))
     return dg.Output(
         templates,
-        data_version=dg.DataVersion(templates.digest()),
+        data_version=dg.DataVersion(templates.digest),
         metadata={
             "templates": len(templates.table),
             "training_runs": bullet_list(runs),
@@ -179,17 +191,11 @@ def drain_templates(
     code_version=f"enhancer-{ENHANCER_VERSION}",
     kinds={"polars", "parquet"},
     owners=OWNERS,
-    check_specs=[
-        dg.AssetCheckSpec(SCHEMA_CHECK, asset=EVENTS_ENHANCED, blocking=True,
-                          description="The file has exactly the seed's event columns/types."),
-        dg.AssetCheckSpec(ROWS_KEPT_CHECK, asset=EVENTS_ENHANCED, blocking=True,
-                          description="As many rows as lo2/raw_events of the run."),
-        dg.AssetCheckSpec(SEQ_ID_CHECK, asset=EVENTS_ENHANCED, blocking=True,
-                          description="Every event has a seq_id."),
-        dg.AssetCheckSpec(DRAIN_IDS_CHECK, asset=EVENTS_ENHANCED,
-                          description="Every e_event_drain_id is a trained template or "
-                                      f"{drain.UNMATCHED}."),
-    ],
+    check_specs=_per_run_checks(
+        EVENTS_ENHANCED,
+        schema="The file has exactly the seed's event columns and types.",
+        rows="As many rows as lo2/raw_events of the run.",
+    ),
     description=(
         "One run's events with the seed's enhanced event schema (lo2_events_enhanced): masked "
         "message, words, trigrams, lengths, Drain template id (matched against "
@@ -203,8 +209,8 @@ def events_enhanced(
     fp_allowlist: FpAllowlistFile,
     warehouse: Warehouse,
 ):
-    run = _run_key(context)
-    allowlist = fp_allowlist.load()
+    run = run_key(context)
+    allowlist = _load_allowlist(context, fp_allowlist)
     started = time.perf_counter()
     enhanced = enhance_events(events, templates, allowlist)
     vocabulary = enhanced.vocabulary
@@ -238,6 +244,7 @@ def events_enhanced(
                 {"rule": list(enhanced.rule_hits), "events": list(enhanced.rule_hits.values())},
                 schema={"rule": pl.String, "events": pl.Int64})),
             "fp_allowlist_digest": allowlist.digest,
+            TEMPLATES_DIGEST: templates.digest,
             "top_templates": table(seen.head(20).select(
                 "e_event_drain_id", "template", "lines")),
         },
@@ -266,19 +273,12 @@ def events_enhanced(
     code_version=f"enhancer-{ENHANCER_VERSION}",
     kinds={"polars", "parquet"},
     owners=OWNERS,
-    check_specs=[
-        dg.AssetCheckSpec(SCHEMA_CHECK, asset=SEQUENCES_ENHANCED, blocking=True,
-                          description="The file has the seed's sequence columns/types plus "
-                                      "run, test_case, service, e_event_drain_id."),
-        dg.AssetCheckSpec(ROWS_KEPT_CHECK, asset=SEQUENCES_ENHANCED, blocking=True,
-                          description="One row per raw sequence; seq_len adds up to the "
-                                      "run's events."),
-        dg.AssetCheckSpec(SEQ_ID_CHECK, asset=SEQUENCES_ENHANCED, blocking=True,
-                          description="Every sequence has a seq_id."),
-        dg.AssetCheckSpec(DRAIN_IDS_CHECK, asset=SEQUENCES_ENHANCED,
-                          description="Every Drain id is a trained template or "
-                                      f"{drain.UNMATCHED}."),
-    ],
+    check_specs=_per_run_checks(
+        SEQUENCES_ENHANCED,
+        schema="The file has the seed's sequence columns and types, then run, test_case, "
+               "service and e_event_drain_id.",
+        rows="One row per raw sequence; seq_len adds up to the run's events.",
+    ),
     description=(
         "One run's sequences (run x test case x service) with the seed's enhanced sequence "
         "schema (lo2_sequences_enhanced): length, duration, the words and trigrams of all "
@@ -293,8 +293,8 @@ def sequences_enhanced(
     fp_allowlist: FpAllowlistFile,
     warehouse: Warehouse,
 ):
-    run = _run_key(context)
-    allowlist = fp_allowlist.load()
+    run = run_key(context)
+    allowlist = _load_allowlist(context, fp_allowlist)
     started = time.perf_counter()
     hits = allowlisted_sequences(sequences, allowlist)
     yield dg.Output(
@@ -309,6 +309,7 @@ def sequences_enhanced(
                 {"rule": list(hits), "sequences": list(hits.values())},
                 schema={"rule": pl.String, "sequences": pl.Int64})),
             "fp_allowlist_digest": allowlist.digest,
+            TEMPLATES_DIGEST: templates.digest,
         },
     )
     written = warehouse.path_for(SEQUENCES_ENHANCED, run)
@@ -326,6 +327,22 @@ def sequences_enhanced(
                   "events_enhanced": event_rows, "sum_seq_len": seq_len_total})
     yield _seq_id_check(SEQUENCES_ENHANCED, ids)
     yield _drain_ids_check(SEQUENCES_ENHANCED, ids["e_event_drain_id"].explode(), templates)
+
+
+def _load_allowlist(context: dg.AssetExecutionContext, fp_allowlist: FpAllowlistFile):
+    """The allowlist as the file is now; warns when that is not what was last observed (then
+    the UI's staleness does not know about the edit: observe lo2/fp_allowlist)."""
+    allowlist = fp_allowlist.load()
+    record = context.instance.get_latest_data_version_record(FP_ALLOWLIST)
+    observation = record.asset_observation if record is not None else None
+    observed = observation.tags.get("dagster/data_version") if observation else None
+    if observed != allowlist.digest:
+        context.log.warning(
+            f"{allowlist.source} differs from the last observation of lo2/fp_allowlist "
+            f"({'never observed' if observed is None else 'edited since'}): these tables use the "
+            "file as it is now. Observe lo2/fp_allowlist (UI: Observe sources) so that staleness "
+            "follows the file.")
+    return allowlist
 
 
 def _schema_check(key: dg.AssetKey, schema: pl.Schema,

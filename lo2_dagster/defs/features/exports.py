@@ -5,10 +5,19 @@ import time
 import dagster as dg
 from upath import UPath
 
-from lo2_dagster.defs.keys import ENHANCED_EXPORTS, EVENTS_ENHANCED, SEQUENCES_ENHANCED
-from lo2_dagster.storage import Warehouse, concat_parquet
+from lo2_dagster.defs.features.assets import GROUP, TEMPLATES_DIGEST
+from lo2_dagster.defs.ingest.partitions import ALL_RUNS
+from lo2_dagster.defs.keys import (
+    DRAIN_TEMPLATES,
+    ENHANCED_EXPORTS,
+    EVENTS_ENHANCED,
+    OWNERS,
+    SEQUENCES_ENHANCED,
+)
+from lo2_dagster.lib.enhance import SEQUENCES_ENHANCED_SCHEMA
+from lo2_dagster.meta import bullet_list
+from lo2_dagster.storage import Batches, Warehouse, concat_parquet, write_parquet
 
-ALL_RUNS = {"allow_missing_partitions": True}
 EVENTS_FILE = "lo2_events_enhanced.parquet"
 SEQUENCES_FILE = "lo2_sequences_enhanced.parquet"
 
@@ -17,10 +26,10 @@ SEQUENCES_FILE = "lo2_sequences_enhanced.parquet"
     key=ENHANCED_EXPORTS,
     ins={"events": dg.AssetIn(EVENTS_ENHANCED, metadata=ALL_RUNS),
          "sequences": dg.AssetIn(SEQUENCES_ENHANCED, metadata=ALL_RUNS)},
-    group_name="features",
+    group_name=GROUP,
     code_version="1",
     kinds={"parquet"},
-    owners=["team:lo2"],
+    owners=OWNERS,
     description=(
         f"<warehouse>/exports/{EVENTS_FILE} and {SEQUENCES_FILE}: every materialized run's "
         "enhanced events and sequences in one file each, for notebooks "
@@ -36,14 +45,25 @@ def enhanced_exports(
     if not events:
         raise dg.Failure(description="No run has lo2/events_enhanced yet: materialize it for "
                                      "at least one run first.")
+    _same_templates(context, sorted(events), sorted(sequences))
     folder = warehouse.folder("exports")
     started = time.perf_counter()
     runs = sorted(events)
     event_rows = concat_parquet([events[r] for r in runs], folder / EVENTS_FILE, 65_536)
     context.log.info(f"{event_rows:,} events of {len(runs)} runs -> {folder / EVENTS_FILE}")
     seq_runs = sorted(sequences)
-    # Sequences carry all their events' words and trigrams: a few rows make a large batch.
-    sequence_rows = concat_parquet([sequences[r] for r in seq_runs], folder / SEQUENCES_FILE, 8)
+    missing = sorted(set(runs) - set(seq_runs))
+    if missing:
+        context.log.warning(f"{len(missing)} runs have enhanced events but no enhanced "
+                            f"sequences yet (e.g. {missing[0]}): materialize "
+                            "lo2/sequences_enhanced for them; the sequences file leaves them out.")
+    if seq_runs:
+        # Sequences carry all their events' words and trigrams: a few rows make a large batch.
+        sequence_rows = concat_parquet([sequences[r] for r in seq_runs],
+                                       folder / SEQUENCES_FILE, 8)
+    else:  # no stale file from an earlier export: an empty one with the schema
+        sequence_rows = write_parquet(folder / SEQUENCES_FILE,
+                                      Batches(SEQUENCES_ENHANCED_SCHEMA, [])) or 0
     context.log.info(f"{sequence_rows:,} sequences -> {folder / SEQUENCES_FILE}")
     return dg.MaterializeResult(metadata={
         "events_path": dg.MetadataValue.path(str(folder / EVENTS_FILE)),
@@ -51,9 +71,35 @@ def enhanced_exports(
         "event_rows": event_rows,
         "sequence_rows": sequence_rows,
         "runs": len(runs),
-        "runs_without_sequences": len(set(runs) - set(seq_runs)),
+        "runs_without_sequences": bullet_list(missing),
         "seconds": round(time.perf_counter() - started, 2),
         "read_with": dg.MetadataValue.md(
             f"```python\nimport polars as pl\nevents = pl.scan_parquet(\"{folder / EVENTS_FILE}\")"
             f"\nsequences = pl.scan_parquet(\"{folder / SEQUENCES_FILE}\")\n```"),
     })
+
+
+def _same_templates(context: dg.AssetExecutionContext, event_runs: list[str],
+                    sequence_runs: list[str]) -> None:
+    """Refuse to mix runs whose Drain ids come from different trainings of the templates (ids
+    are renumbered when the templates are retrained on other runs)."""
+    current = context.instance.get_latest_materialization_event(DRAIN_TEMPLATES)
+    if current is None or current.asset_materialization is None:
+        return
+    want = current.asset_materialization.tags.get("dagster/data_version")  # = the digest
+    outdated = []
+    for key, runs in ((EVENTS_ENHANCED, event_runs), (SEQUENCES_ENHANCED, sequence_runs)):
+        for run in runs:
+            records = context.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key, asset_partitions=[run]), limit=1).records
+            if not records or records[0].asset_materialization is None:
+                continue
+            used = records[0].asset_materialization.metadata.get(TEMPLATES_DIGEST)
+            if used is None or used.value != want:
+                outdated.append(f"{key.to_user_string()}[{run}]")
+    if outdated:
+        raise dg.Failure(description=(
+            f"{len(outdated)} partitions were built with other Drain templates than the current "
+            f"ones (template ids differ), e.g. {', '.join(outdated[:5])}. Re-materialize "
+            "lo2/events_enhanced and lo2/sequences_enhanced for those runs (they show as stale), "
+            "or run `lo2-dagster run` without --runs."))

@@ -5,12 +5,12 @@ import time
 import dagster as dg
 import polars as pl
 
-from lo2_dagster.defs.ingest.partitions import RUNS
-from lo2_dagster.defs.keys import LINE_ACCOUNTING_CHECK, RAW_EVENTS, RAW_SEQUENCES
+from lo2_dagster.defs.ingest.partitions import RUNS, run_key
+from lo2_dagster.defs.keys import LINE_ACCOUNTING_CHECK, OWNERS, RAW_EVENTS, RAW_SEQUENCES
 from lo2_dagster.defs.resources import Lo2Root
 from lo2_dagster.lib import loader
 from lo2_dagster.lib.layout import LayoutError
-from lo2_dagster.lib.names import InvalidRunKey, run_start, validate_run_key
+from lo2_dagster.lib.names import run_start
 from lo2_dagster.meta import bullet_list, column_schema, table
 
 EVENT_COLUMNS = {
@@ -44,7 +44,7 @@ class RawEventsConfig(dg.Config):
     group_name="ingest",
     code_version=f"parser-{loader.PARSER_VERSION}",
     kinds={"polars", "parquet"},
-    owners=["team:lo2"],
+    owners=OWNERS,
     check_specs=[dg.AssetCheckSpec(LINE_ACCOUNTING_CHECK, asset=RAW_EVENTS, blocking=True,
                                    description="Each file's line kinds add up to its lines.")],
     description=(
@@ -54,7 +54,7 @@ class RawEventsConfig(dg.Config):
     ),
 )
 def raw_events(context: dg.AssetExecutionContext, config: RawEventsConfig, lo2_root: Lo2Root):
-    run = _run_key(context)
+    run = run_key(context)
     started = time.perf_counter()
     try:
         loaded = loader.load_run(
@@ -84,7 +84,7 @@ def raw_events(context: dg.AssetExecutionContext, config: RawEventsConfig, lo2_r
     group_name="ingest",
     code_version="1",
     kinds={"polars", "parquet"},
-    owners=["team:lo2"],
+    owners=OWNERS,
     description=(
         "One row per sequence (seq_id = run x test case x service): the joined messages, the "
         "folder label and the time span. LO2's natural unit of detection."
@@ -108,14 +108,6 @@ def raw_sequences(context: dg.AssetExecutionContext, events: pl.LazyFrame) -> dg
             "per_service": table(by_service),
         },
     )
-
-
-def _run_key(context: dg.AssetExecutionContext) -> str:
-    """The partition key, validated as a run folder name (a bad key fails with the fix)."""
-    try:
-        return validate_run_key(context.partition_key)
-    except InvalidRunKey as e:
-        raise dg.Failure(description=str(e)) from e
 
 
 def _warn_about_oddities(
