@@ -17,7 +17,9 @@ GRAPH = {
                           "partitions": "lo2_runs", "code_version": "1", "checks": []},
     "lo2/fp_allowlist": {"deps": [], "group": "features", "partitions": None,
                          "code_version": None, "checks": []},
-    "lo2/drain_templates": {"deps": ["lo2/raw_events"], "group": "features",
+    "lo2/message_counts": {"deps": ["lo2/raw_events"], "group": "features",
+                           "partitions": "lo2_runs", "code_version": "enhancer-1", "checks": []},
+    "lo2/drain_templates": {"deps": ["lo2/message_counts"], "group": "features",
                             "partitions": None, "code_version": "drain-1", "checks": []},
     "lo2/events_enhanced": {
         "deps": ["lo2/drain_templates", "lo2/fp_allowlist", "lo2/raw_events"],

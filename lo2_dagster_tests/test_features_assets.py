@@ -21,6 +21,7 @@ from lo2_dagster.defs.keys import (
     ENHANCED_EXPORTS,
     EVENTS_ENHANCED,
     FP_ALLOWLIST,
+    MESSAGE_COUNTS,
     RAW_EVENTS,
     RAW_SEQUENCES,
     SEQUENCES_ENHANCED,
@@ -69,7 +70,7 @@ def ingest(instance, runs) -> None:
     new = [r for r in runs if not instance.has_dynamic_partition(RUNS.name, r)]
     instance.add_dynamic_partitions(RUNS.name, new)
     for run in runs:
-        assert execute(instance, [RAW_EVENTS, RAW_SEQUENCES], run).success
+        assert execute(instance, [RAW_EVENTS, RAW_SEQUENCES, MESSAGE_COUNTS], run).success
 
 
 def everything(instance, runs=(RUN, RUN_B)) -> None:
@@ -99,6 +100,10 @@ def test_the_whole_chain_with_checks_metadata_and_exports(env, instance):
         assert events.schema == pl.Schema(EVENTS_ENHANCED_SCHEMA)
         assert sequences.schema == pl.Schema(SEQUENCES_ENHANCED_SCHEMA)
         assert events["row_id"].equals(raw["row_id"])
+        counts = pl.read_parquet(warehouse_file(env, MESSAGE_COUNTS, run))
+        assert counts["count"].sum() == len(raw)
+        assert counts["e_message_normalized"].sort().equals(
+            events["e_message_normalized"].unique().sort())
         assert sequences["seq_len"].sum() == len(raw)
         flagged = events.filter("is_fp_allowlisted")
         assert len(flagged) and flagged["m_message"].str.starts_with("Config loaded").all()

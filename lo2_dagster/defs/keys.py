@@ -9,6 +9,7 @@ RAW_EVENTS = dg.AssetKey([PREFIX, "raw_events"])
 RAW_SEQUENCES = dg.AssetKey([PREFIX, "raw_sequences"])
 
 FP_ALLOWLIST = dg.AssetKey([PREFIX, "fp_allowlist"])
+MESSAGE_COUNTS = dg.AssetKey([PREFIX, "message_counts"])
 DRAIN_TEMPLATES = dg.AssetKey([PREFIX, "drain_templates"])
 EVENTS_ENHANCED = dg.AssetKey([PREFIX, "events_enhanced"])
 SEQUENCES_ENHANCED = dg.AssetKey([PREFIX, "sequences_enhanced"])

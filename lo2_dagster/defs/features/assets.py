@@ -4,7 +4,6 @@ import time
 
 import dagster as dg
 import polars as pl
-from upath import UPath
 
 from lo2_dagster.defs.ingest.partitions import ALL_RUNS, RUNS, run_key
 from lo2_dagster.defs.keys import (
@@ -12,6 +11,7 @@ from lo2_dagster.defs.keys import (
     DRAIN_TEMPLATES,
     EVENTS_ENHANCED,
     FP_ALLOWLIST,
+    MESSAGE_COUNTS,
     OWNERS,
     RAW_EVENTS,
     RAW_SEQUENCES,
@@ -102,6 +102,32 @@ def _per_run_checks(key: dg.AssetKey, schema: str, rows: str) -> list[dg.AssetCh
     ]
 
 
+@dg.asset(
+    key=MESSAGE_COUNTS,
+    ins={"events": dg.AssetIn(RAW_EVENTS)},
+    partitions_def=RUNS,
+    group_name=GROUP,
+    code_version=f"enhancer-{ENHANCER_VERSION}",
+    kinds={"polars", "parquet"},
+    owners=OWNERS,
+    description=(
+        "One run's distinct normalized messages with their line count and first time: what the "
+        "Drain templates are trained on. A few hundred rows per run, so retraining on thousands "
+        "of runs reads small files instead of every log line again."
+    ),
+)
+def message_counts(context: dg.AssetExecutionContext, events: pl.LazyFrame) -> dg.Output:
+    counts = drain.message_counts(events.select("m_message", "m_timestamp"))
+    context.log.info(f"{run_key(context)}: {len(counts):,} distinct normalized messages in "
+                     f"{int(counts['count'].sum()):,} events")
+    return dg.Output(counts, metadata={
+        "dagster/row_count": len(counts),
+        "events": int(counts["count"].sum()),
+        "top_messages": table(counts.pipe(drain.in_training_order).head(20).select(
+            "e_message_normalized", "count")),
+    })
+
+
 class DrainTemplatesConfig(dg.Config):
     """Which runs train the templates, and Drain's settings (LogLead's LO2 setup)."""
 
@@ -119,7 +145,7 @@ class DrainTemplatesConfig(dg.Config):
 
 @dg.asset(
     key=DRAIN_TEMPLATES,
-    ins={"raw_events": dg.AssetIn(RAW_EVENTS, metadata=ALL_RUNS)},
+    ins={"counts": dg.AssetIn(MESSAGE_COUNTS, metadata=ALL_RUNS)},
     io_manager_key="drain_store",
     group_name=GROUP,
     code_version=f"drain-{ENHANCER_VERSION}",
@@ -134,32 +160,28 @@ class DrainTemplatesConfig(dg.Config):
 def drain_templates(
     context: dg.AssetExecutionContext,
     config: DrainTemplatesConfig,
-    raw_events: dict[str, UPath],
+    counts: dict[str, pl.DataFrame],
 ) -> dg.Output:
-    runs = sorted(raw_events)
+    runs = sorted(counts)
     if config.training_runs:
         missing = sorted(set(config.training_runs) - set(runs))
         if missing:
             raise dg.Failure(description=(
-                f"Training runs without raw events: {', '.join(missing)}. Materialize "
-                "lo2/raw_events for them first, or leave training_runs empty to use all runs."))
+                f"Training runs without message counts: {', '.join(missing)}. Materialize "
+                "lo2/raw_events and lo2/message_counts for them first, or leave training_runs "
+                "empty to use all runs."))
         runs = sorted(set(config.training_runs))
     if not runs:
-        raise dg.Failure(description="No run has raw events yet: materialize lo2/raw_events "
-                                     "for at least one run partition first.")
+        raise dg.Failure(description="No run has message counts yet: materialize "
+                                     "lo2/raw_events and lo2/message_counts for at least one run "
+                                     "partition first.")
     started = time.perf_counter()
-    parts = []
-    for i, run in enumerate(runs, 1):
-        # One run in memory at a time, and only the two columns counted (also when remote).
-        frame = read_parquet(raw_events[run], ["m_message", "m_timestamp"])
-        parts.append(drain.message_counts(frame.lazy()))
-        del frame
-        context.log.info(f"[{i}/{len(runs)}] {run}: {len(parts[-1]):,} distinct messages")
-    counts = drain.merge_counts(parts)
-    templates = drain.train(counts, config.settings())
+    merged = drain.merge_counts([counts[run] for run in runs])
+    templates = drain.train(merged, config.settings())
     seconds = time.perf_counter() - started
-    context.log.info(f"{len(templates.table)} templates from {len(counts):,} distinct messages "
-                     f"({int(counts['count'].sum()):,} lines) in {seconds:.1f} s")
+    context.log.info(f"{len(templates.table)} templates from {len(merged):,} distinct messages "
+                     f"({int(merged['count'].sum()):,} lines of {len(runs)} runs) in "
+                     f"{seconds:.1f} s")
     shown = templates.table.sort("count", descending=True).head(500).with_columns(
         pl.col("first_seen").dt.to_string("%Y-%m-%d %H:%M:%S%.3f"))
     return dg.Output(
@@ -169,8 +191,8 @@ def drain_templates(
             "templates": len(templates.table),
             "training_runs": bullet_list(runs),
             "training_run_count": len(runs),
-            "training_lines": int(counts["count"].sum()),
-            "distinct_messages": len(counts),
+            "training_lines": int(merged["count"].sum()),
+            "distinct_messages": len(merged),
             "unmatched_training_lines": templates.unmatched_in_training,
             "reserved_id_for_unmatched": drain.UNMATCHED,
             "drain_settings": dg.MetadataValue.json(dict(
