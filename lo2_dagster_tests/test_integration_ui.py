@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from lo2_dagster import settings
+from lo2_dagster_tests.test_defs import GRAPH
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -85,8 +86,10 @@ def test_dagster_dev_serves_the_code_location(tmp_path, isolated_env):
         assert [e["name"] for e in entries] == ["lo2_dagster"]
         assert entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation"
         nodes = {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
-        assert {"lo2/raw_events", "lo2/raw_sequences"} <= set(nodes)
+        assert set(nodes) == set(GRAPH)  # every asset of the code location, as served
         assert nodes["lo2/raw_events"]["isPartitioned"]
+        assert nodes["lo2/events_enhanced"]["isPartitioned"]
+        assert not nodes["lo2/drain_templates"]["isPartitioned"]
         # The webserver listens on loopback only.
         assert _listening_addresses(port) == {"127.0.0.1"}
     finally:
