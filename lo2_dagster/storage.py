@@ -13,6 +13,7 @@ import os
 import tempfile
 import typing
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,20 +41,29 @@ class Batches:
 
     def write(self, sink: Any) -> int:
         """Write to ``sink`` (a local path or a binary file object); returns the rows written.
-        Each frame becomes one row group."""
+        Each frame becomes one row group. The next frame is computed while the last one is
+        encoded (a writer thread; Arrow's encoder releases the GIL), with at most two frames
+        in memory."""
         empty = pl.DataFrame(schema=self.schema).to_arrow()
         scalars = [name for name, dtype in self.schema.items() if not isinstance(dtype, pl.List)]
         dictionary = list(self.dictionary) if self.dictionary is not None else scalars
-        rows = 0
         with pq.ParquetWriter(sink, empty.schema, compression="zstd", use_dictionary=dictionary,
-                              write_statistics=scalars) as writer:
+                              write_statistics=scalars) as writer, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet") as pool:
+            rows = 0
+            pending: Future | None = None
             for frame in self.frames:
                 table = frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame
                 if table.schema.remove_metadata() != empty.schema.remove_metadata():
                     raise ValueError(f"batch schema {table.schema} differs from {empty.schema}")
-                if table.num_rows:
-                    writer.write_table(table)
-                    rows += table.num_rows
+                if not table.num_rows:
+                    continue
+                if pending is not None:
+                    pending.result()  # raises the writer's error, and bounds what is in flight
+                pending = pool.submit(writer.write_table, table)
+                rows += table.num_rows
+            if pending is not None:
+                pending.result()
             if rows == 0:
                 writer.write_table(empty)
         return rows

@@ -89,3 +89,26 @@ def test_non_frames_are_refused(tmp_path):
     with pytest.raises(TypeError, match="polars DataFrames, LazyFrames or Batches only"):
         manager.dump_to_path(dg.build_output_context(asset_key=["lo2", "x"]), {"a": 1},
                              UPath(tmp_path) / "x.parquet")
+
+
+def test_batches_are_written_in_order_one_row_group_each(tmp_path):
+    import pyarrow.parquet as pq
+
+    from lo2_dagster.storage import Batches, write_parquet
+
+    schema = {"i": pl.Int64(), "words": pl.List(pl.String())}
+    frames = (pl.DataFrame({"i": list(range(k * 3, k * 3 + 3)), "words": [["a", str(k)]] * 3},
+                           schema=schema) for k in range(5))
+    target = UPath(tmp_path) / "b.parquet"
+    assert write_parquet(target, Batches(schema, frames)) == 15
+    written = pl.read_parquet(target.path)
+    assert written["i"].to_list() == list(range(15))
+    assert pq.ParquetFile(target.path).metadata.num_row_groups == 5
+
+    def failing():
+        yield pl.DataFrame({"i": [1], "words": [["x"]]}, schema=schema)
+        yield pl.DataFrame({"i": ["not an int"]})
+
+    with pytest.raises(ValueError, match="differs"):
+        write_parquet(UPath(tmp_path) / "c.parquet", Batches(schema, failing()))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.parquet"]  # no partial file
