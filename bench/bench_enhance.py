@@ -36,19 +36,9 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-BIN = Path(sys.executable).parent
+from bench_ingest import HERE, ensure_data  # same folder: the dataset cache is shared
+
 ALLOWLIST = HERE.parent / "data" / "fp_allowlist.toml"
-
-
-def ensure_data(data: Path, runs: int, token_lines: int) -> Path:
-    marker = data / ".complete"
-    if not marker.exists():
-        print(f"generating {runs} runs x 54 x 7 with ~{token_lines} token lines per file ...")
-        subprocess.run([str(BIN / "lo2-dagster"), "synth", str(data), "--runs", str(runs),
-                        "--token-lines", str(token_lines), "--seed", "7"], check=True)
-        marker.write_text("ok")
-    return data
 
 
 # --- the stages (run in a child process) ---------------------------------------------------

@@ -98,9 +98,8 @@ class PolarsParquetIOManager(dg.UPathIOManager):
     def load_input(self, context: dg.InputContext) -> Any:
         """As ``UPathIOManager``, except that an input annotated ``dict[str, X]`` always gets a
         dict (Dagster passes the object itself for one partition and None for none)."""
-        typing_type = context.dagster_type.typing_type
         if not (context.has_asset_key and context.has_asset_partitions
-                and typing.get_origin(typing_type) is dict):
+                and _per_partition_type(context) is not None):
             return super().load_input(context)
         allow_missing = context.definition_metadata.get("allow_missing_partitions", False)
         paths = self._get_paths_for_partitions(context)
@@ -131,12 +130,18 @@ class PolarsParquetIOManager(dg.UPathIOManager):
         return frame.lazy() if wanted is pl.LazyFrame else frame
 
 
-def _wanted_type(context: dg.InputContext) -> Any:
-    """The input's annotation; for inputs from many partitions (``dict[str, X]``), ``X``."""
+def _per_partition_type(context: dg.InputContext) -> Any:
+    """``X`` of an input annotated ``dict[str, X]`` (one value per partition), else None."""
     typing_type = context.dagster_type.typing_type
     if typing.get_origin(typing_type) is dict:
         return typing.get_args(typing_type)[1]
-    return typing_type
+    return None
+
+
+def _wanted_type(context: dg.InputContext) -> Any:
+    """What to load from one file: the annotation, or ``X`` of ``dict[str, X]``."""
+    per_partition = _per_partition_type(context)
+    return per_partition if per_partition is not None else context.dagster_type.typing_type
 
 
 #: The same Parquet settings for local and remote roots.

@@ -468,16 +468,22 @@ _RT_GET = _handler("refreshtoken", "Oauth2RefreshTokenRefreshTokenGetHandler")
 _RT_DEL = _handler("refreshtoken", "Oauth2RefreshTokenRefreshTokenDeleteHandler")
 
 
+def _paged_list(g: _Gen, p: str, path: str, page_size_chance: float) -> list[str]:
+    """The head of a list request: path lines, the `page` check, sometimes `pageSize`'s."""
+    out = _head(g, p, path)
+    out.append(p + _validate("1", "page"))
+    if g.random() < page_size_chance:
+        out.append(p + _validate("10", "pageSize"))
+    return out
+
+
 def _refresh_request(g: _Gen) -> list[str]:
     """One request of the refresh-token service (list, get or delete)."""
     r = g.random
     p = g.prefix()
     x = r()
     if x < 0.3:
-        out = _head(g, p, _RT)
-        out.append(p + _validate("1", "page"))
-        if r() < 0.5:
-            out.append(p + _validate("10", "pageSize"))
+        out = _paged_list(g, p, _RT, page_size_chance=0.5)
         out.append(f"{p}{_RT_LIST}page = 1 pageSize = 10 userId = null")
         if r() < 0.7:
             out.append(_audit(g, p, "/oauth2/refresh_token@get", 200))
@@ -519,10 +525,7 @@ def _crud_request(
     cap = noun[0].upper() + noun[1:]
     x = r()
     if x < 0.35:
-        out = _head(g, p, base)
-        out.append(p + _validate("1", "page"))
-        if r() < 0.6:
-            out.append(p + _validate("10", "pageSize"))
+        out = _paged_list(g, p, base, page_size_chance=0.6)
         out.append(f"{p}{_handler(pkg, f'Oauth2{cap}GetHandler')}page = 1 pageSize = 10")
         endpoint, status = f"{base}@get", 200
     elif x < 0.6:

@@ -97,7 +97,7 @@ def message_counts(events: pl.LazyFrame) -> pl.DataFrame:
 
 
 def merge_counts(parts: Iterable[pl.DataFrame]) -> pl.DataFrame:
-    """Per-run message counts combined, in training order: most lines first, ties by text."""
+    """Per-run message counts combined (in no particular order: :func:`train` orders them)."""
     frames = list(parts)
     if not frames:
         return pl.DataFrame(schema=MESSAGE_COUNTS_SCHEMA)
@@ -105,7 +105,6 @@ def merge_counts(parts: Iterable[pl.DataFrame]) -> pl.DataFrame:
         pl.concat(frames)
         .group_by("e_message_normalized")
         .agg(pl.col("count").sum(), pl.col("first_seen").min())
-        .pipe(in_training_order)
     )
 
 

@@ -1,9 +1,11 @@
 """Drain templates, the enhanced event and sequence tables of each run, and the FP allowlist."""
 
 import time
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 import polars as pl
+from upath import UPath
 
 from lo2_dagster.defs.ingest.partitions import ALL_RUNS, RUNS, run_key
 from lo2_dagster.defs.keys import (
@@ -271,18 +273,13 @@ def events_enhanced(
                 "e_event_drain_id", "template", "lines")),
         },
     )
-    written = warehouse.path_for(EVENTS_ENHANCED, run)
-    schema, rows = parquet_facts(written)
-    ids = read_parquet(written, ["seq_id", "e_event_drain_id"])
     raw_rows = events.select(pl.len()).collect().item()
-    seconds = time.perf_counter() - started
-    context.log.info(f"{run}: wrote {rows:,} enhanced events in {seconds:.1f} s")
-    yield _schema_check(EVENTS_ENHANCED, schema, EVENTS_ENHANCED_SCHEMA)
-    yield dg.AssetCheckResult(
-        check_name=ROWS_KEPT_CHECK, asset_key=EVENTS_ENHANCED, passed=rows == raw_rows,
-        metadata={"raw_events": raw_rows, "events_enhanced": rows})
-    yield _seq_id_check(EVENTS_ENHANCED, ids)
-    yield _drain_ids_check(EVENTS_ENHANCED, ids["e_event_drain_id"], templates)
+
+    def rows_kept(rows: int, written: pl.DataFrame) -> tuple[bool, dict[str, int]]:
+        return rows == raw_rows, {"raw_events": raw_rows, "events_enhanced": rows}
+
+    yield from _check_written(context, warehouse.path_for(EVENTS_ENHANCED, run),
+                              EVENTS_ENHANCED_SCHEMA, templates, rows_kept, started)
 
 
 @dg.asset(
@@ -334,21 +331,16 @@ def sequences_enhanced(
             TEMPLATES_DIGEST: templates.digest,
         },
     )
-    written = warehouse.path_for(SEQUENCES_ENHANCED, run)
-    schema, rows = parquet_facts(written)
-    ids = read_parquet(written, ["seq_id", "seq_len", "e_event_drain_id", "anomaly"])
     event_rows = events.select(pl.len()).collect().item()
-    seconds = time.perf_counter() - started
-    context.log.info(f"{run}: wrote {rows:,} enhanced sequences in {seconds:.1f} s")
-    yield _schema_check(SEQUENCES_ENHANCED, schema, SEQUENCES_ENHANCED_SCHEMA)
-    seq_len_total = int(ids["seq_len"].sum())
-    yield dg.AssetCheckResult(
-        check_name=ROWS_KEPT_CHECK, asset_key=SEQUENCES_ENHANCED,
-        passed=rows == len(sequences) and seq_len_total == event_rows,
-        metadata={"raw_sequences": len(sequences), "sequences_enhanced": rows,
-                  "events_enhanced": event_rows, "sum_seq_len": seq_len_total})
-    yield _seq_id_check(SEQUENCES_ENHANCED, ids)
-    yield _drain_ids_check(SEQUENCES_ENHANCED, ids["e_event_drain_id"].explode(), templates)
+
+    def rows_kept(rows: int, written: pl.DataFrame) -> tuple[bool, dict[str, int]]:
+        seq_len_total = int(written["seq_len"].sum())
+        return rows == len(sequences) and seq_len_total == event_rows, {
+            "raw_sequences": len(sequences), "sequences_enhanced": rows,
+            "events_enhanced": event_rows, "sum_seq_len": seq_len_total}
+
+    yield from _check_written(context, warehouse.path_for(SEQUENCES_ENHANCED, run),
+                              SEQUENCES_ENHANCED_SCHEMA, templates, rows_kept, started)
 
 
 def _load_allowlist(context: dg.AssetExecutionContext, fp_allowlist: FpAllowlistFile):
@@ -365,6 +357,31 @@ def _load_allowlist(context: dg.AssetExecutionContext, fp_allowlist: FpAllowlist
             "file as it is now. Observe lo2/fp_allowlist (UI: Observe sources) so that staleness "
             "follows the file.")
     return allowlist
+
+
+def _check_written(
+    context: dg.AssetExecutionContext,
+    path: UPath,
+    expected: dict[str, pl.DataType],
+    templates: drain.Templates,
+    rows_kept: Callable[[int, pl.DataFrame], tuple[bool, dict[str, int]]],
+    started: float,
+) -> Iterator[dg.AssetCheckResult]:
+    """The four checks of an enhanced table, on the file the IO manager just wrote (its footer,
+    and the few columns they need); ``rows_kept`` judges the row count against the inputs."""
+    key = context.asset_key
+    schema, rows = parquet_facts(path)
+    columns = ["seq_id", "e_event_drain_id", *(["seq_len"] if "seq_len" in expected else [])]
+    written = read_parquet(path, columns)
+    context.log.info(f"{context.partition_key}: wrote {rows:,} rows of {key.to_user_string()} "
+                     f"in {time.perf_counter() - started:.1f} s")
+    yield _schema_check(key, schema, expected)
+    passed, metadata = rows_kept(rows, written)
+    yield dg.AssetCheckResult(check_name=ROWS_KEPT_CHECK, asset_key=key, passed=passed,
+                              metadata=metadata)
+    yield _seq_id_check(key, written)
+    ids = written["e_event_drain_id"]
+    yield _drain_ids_check(key, ids.explode() if ids.dtype == pl.List else ids, templates)
 
 
 def _schema_check(key: dg.AssetKey, schema: pl.Schema,

@@ -45,13 +45,12 @@ def enhanced_exports(
     if not events:
         raise dg.Failure(description="No run has lo2/events_enhanced yet: materialize it for "
                                      "at least one run first.")
-    _same_templates(context, sorted(events), sorted(sequences))
+    runs, seq_runs = sorted(events), sorted(sequences)
+    _same_templates(context, runs, seq_runs)
     folder = warehouse.folder("exports")
     started = time.perf_counter()
-    runs = sorted(events)
     event_rows = concat_parquet([events[r] for r in runs], folder / EVENTS_FILE, 65_536)
     context.log.info(f"{event_rows:,} events of {len(runs)} runs -> {folder / EVENTS_FILE}")
-    seq_runs = sorted(sequences)
     missing = sorted(set(runs) - set(seq_runs))
     if missing:
         context.log.warning(f"{len(missing)} runs have enhanced events but no enhanced "
