@@ -80,7 +80,7 @@ def _run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from lo2_dagster.definitions import defs
-    from lo2_dagster.defs.keys import DRAIN_TEMPLATES
+    from lo2_dagster.defs.keys import ANOMALY_MODEL, DRAIN_TEMPLATES
     from lo2_dagster.lib.layout import LayoutError, scan_runs
     from lo2_dagster.pipeline import add_run_partitions, materialize_all
 
@@ -115,8 +115,9 @@ def _run(args: argparse.Namespace) -> int:
         if added:
             print(f"added {len(added)} run partition(s)")
         # With --runs, the new runs are matched against the templates the others were built
-        # with; a full run retrains them on every run and rebuilds every run's features.
-        reuse = {DRAIN_TEMPLATES} if args.runs else set()
+        # with and scored by the persisted model; a full run retrains both on every run and
+        # rebuilds every run's features and predictions.
+        reuse = {DRAIN_TEMPLATES, ANOMALY_MODEL} if args.runs else set()
         outcomes = materialize_all(defs(), instance, runs, log_level=args.log_level.upper(),
                                    reuse=reuse)
     _summary(outcomes, runs, warehouse, time.perf_counter() - started)
@@ -140,7 +141,18 @@ def _summary(outcomes: list, runs: Sequence[str], warehouse: str, seconds: float
     for o in failed:
         print(f"  FAILED {o.partition or 'all runs'}: {o.error}")
     print(f"files:  {warehouse}/lo2/<asset>/<run>.parquet")
+    model = next((o.metadata["lo2/anomaly_model"] for o in outcomes
+                  if "lo2/anomaly_model" in o.metadata), None)
+    if model is not None:
+        print(f"model:  {warehouse}/lo2/anomaly_model/ (model.joblib, model.yml, metrics.json): "
+              f"{model['model']}, holdout ROC AUC {_figure(model['test_case/roc_auc'])} "
+              f"(test cases), {_figure(model['sequence/roc_auc'])} (sequences)")
+        print(f"predictions: {warehouse}/lo2/predictions/<run>.parquet")
     print("UI:     lo2-dagster ui   -> http://127.0.0.1:3000 (Assets, Runs)")
+
+
+def _figure(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else "undefined"
 
 
 def _ui(args: argparse.Namespace) -> int:

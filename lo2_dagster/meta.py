@@ -37,3 +37,16 @@ def bullet_list(items: Sequence[str], empty: str = "none") -> dg.MarkdownMetadat
     if not items:
         return dg.MetadataValue.md(empty)
     return dg.MetadataValue.md("\n".join(f"- `{item}`" for item in items))
+
+
+def markdown_table(frame: pl.DataFrame, digits: int = 3) -> dg.MarkdownMetadataValue:
+    """A polars frame as a markdown table (floats rounded), e.g. a recall table."""
+    def cell(value: object) -> str:
+        if value is None:
+            return "–"
+        return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(frame.columns) + " |",
+             "| " + " | ".join("---" for _ in frame.columns) + " |"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.iter_rows()]
+    return dg.MetadataValue.md("\n".join(lines))

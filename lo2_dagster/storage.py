@@ -25,6 +25,7 @@ from dagster._core.storage.upath_io_manager import escape_dotdot_segments
 from upath import UPath
 
 from lo2_dagster import settings
+from lo2_dagster.lib.model import BundleFiles, ModelBundle, load_bundle
 from lo2_dagster.lib.templates import DrainSettings, Templates
 
 
@@ -245,6 +246,13 @@ def read_parquet(path: UPath, columns: list[str] | None = None) -> pl.DataFrame:
         return pl.from_arrow(pq.read_table(f, columns=columns))  # type: ignore[return-value]
 
 
+def iter_parquet(path: UPath, columns: list[str], batch_rows: int) -> Iterator[pl.DataFrame]:
+    """Some columns of a warehouse file, ``batch_rows`` rows at a time (local or remote)."""
+    with path.open("rb") as f:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=columns):
+            yield pl.from_arrow(batch)  # type: ignore[misc]
+
+
 def parquet_facts(path: UPath) -> tuple[pl.Schema, int]:
     """Schema (as polars reads it) and row count of a Parquet file, from its footer only."""
     with path.open("rb") as f:
@@ -294,6 +302,31 @@ class DrainTemplatesIOManager(dg.UPathIOManager):
 STATE_FILE = "drain3_state.json"
 
 
+class ModelBundleIOManager(dg.UPathIOManager):
+    """Stores the anomaly model as a folder: ``model.joblib``, ``metrics.json`` and
+    ``model.yml`` (written last; it records the sha256 of ``model.joblib``). Loading verifies
+    that sha256 against ``model.yml`` and against Dagster's record of the materialization
+    before anything is unpickled."""
+
+    extension = ""
+
+    def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
+        if not isinstance(obj, BundleFiles):
+            raise TypeError(f"{context.asset_key.to_user_string()} returned "
+                            f"{type(obj).__name__}, not BundleFiles")
+        for name, data in obj.files.items():
+            write_bytes(path / name, data)
+
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> ModelBundle:
+        recorded = None
+        if context.has_asset_key:
+            event = context.instance.get_latest_materialization_event(context.asset_key)
+            materialization = event.asset_materialization if event else None
+            if materialization is not None and "sha256" in materialization.metadata:
+                recorded = materialization.metadata["sha256"].value
+        return load_bundle(path, expected_sha256=recorded)  # type: ignore[arg-type]
+
+
 class Warehouse(dg.ConfigurableResource):
     """The warehouse root (default: ``$LO2_WAREHOUSE``, else ``data/warehouse`` in the
     checkout). Any fsspec URL works, e.g. ``s3://bucket/lo2``. The IO managers store assets
@@ -320,6 +353,15 @@ class WarehouseIOManager(dg.ConfigurableIOManagerFactory):
 
     def create_io_manager(self, context: dg.InitResourceContext) -> PolarsParquetIOManager:
         return PolarsParquetIOManager(base_path=self.warehouse.base())
+
+
+class ModelStore(dg.ConfigurableIOManagerFactory):
+    """The anomaly model's folder in the same warehouse."""
+
+    warehouse: dg.ResourceDependency[Warehouse]
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> ModelBundleIOManager:
+        return ModelBundleIOManager(base_path=self.warehouse.base())
 
 
 class DrainTemplatesStore(dg.ConfigurableIOManagerFactory):

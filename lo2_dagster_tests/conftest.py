@@ -50,3 +50,31 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, P
     monkeypatch.setenv("LO2_WAREHOUSE", str(paths["warehouse"]))
     monkeypatch.setenv("DAGSTER_HOME", str(paths["home"]))
     return paths
+
+
+def build_warehouse(base: Path, runs: int, seed: int) -> tuple[Path, list[str]]:
+    """Generate ``runs`` small runs under ``base/lo2`` and materialize the whole asset graph
+    into ``base/warehouse`` with the main job's code path, on an ephemeral instance."""
+    import dagster as dg
+
+    from lo2_dagster import settings
+    from lo2_dagster.definitions import defs
+    from lo2_dagster.lib.synth import SynthConfig, generate
+    from lo2_dagster.pipeline import add_run_partitions, materialize_all
+
+    generate(base / "lo2", SynthConfig(runs=runs, seed=seed, token_lines=5))
+    names = sorted(p.name for p in (base / "lo2" / "logs").iterdir())
+    with pytest.MonkeyPatch.context() as mp, dg.DagsterInstance.ephemeral() as instance:
+        mp.setenv(settings.ENV_ROOT, str(base / "lo2"))
+        mp.setenv(settings.ENV_WAREHOUSE, str(base / "warehouse"))
+        add_run_partitions(instance, names)
+        outcomes = materialize_all(defs(), instance, names, report=lambda _: None)
+        assert all(o.success for o in outcomes), [o.error for o in outcomes if not o.success]
+    return base / "warehouse", names
+
+
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Four generated runs' enhanced sequence files ({run: path}), built once per session."""
+    warehouse, runs = build_warehouse(tmp_path_factory.mktemp("generated"), runs=4, seed=11)
+    return {run: warehouse / "lo2" / "sequences_enhanced" / f"{run}.parquet" for run in runs}

@@ -33,6 +33,12 @@ GRAPH = {
     "lo2/enhanced_exports": {
         "deps": ["lo2/events_enhanced", "lo2/sequences_enhanced"], "group": "features",
         "partitions": None, "code_version": "1", "checks": []},
+    "lo2/anomaly_model": {
+        "deps": ["lo2/sequences_enhanced"], "group": "model", "partitions": None,
+        "code_version": "model-1", "checks": ["holdout_test_case_roc_auc_above_floor"]},
+    "lo2/predictions": {
+        "deps": ["lo2/anomaly_model", "lo2/sequences_enhanced"], "group": "detect",
+        "partitions": "lo2_runs", "code_version": "predict-1", "checks": []},
 }
 
 
@@ -67,7 +73,7 @@ def test_jobs_sensors_and_resources():
     sensors = d.get_repository_def().sensor_defs
     assert [s.name for s in sensors if not s.name.startswith("__")] == ["lo2_new_runs"]
     assert set(d.resources) == {"lo2_root", "fp_allowlist", "warehouse", "io_manager",
-                                "drain_store"}
+                                "drain_store", "model_store"}
 
 
 def test_project_dagster_yaml_configures_the_instance(tmp_path, monkeypatch):

@@ -37,8 +37,9 @@ def test_synth_then_run_end_to_end(tmp_path):
     result = cli("run", "--root", str(data), "--warehouse", str(warehouse), env=env)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "light-oauth2-data-1900000000 has no test-case folders" in result.stdout
-    # observe the allowlist, 3 x raw, templates, 2 x enhanced (the bad run is skipped), exports
-    assert "3 runs, 8 Dagster runs, 1 failed" in result.stdout
+    # observe the allowlist, 3 x raw, templates, 2 x enhanced (the bad run is skipped),
+    # exports + model, 2 x predictions
+    assert "3 runs, 10 Dagster runs, 1 failed" in result.stdout
     assert "skip light-oauth2-data-1900000000: an earlier stage failed for it" in result.stdout
     for run in runs:
         events = pl.read_parquet(warehouse / "lo2" / "raw_events" / f"{run}.parquet")
@@ -52,6 +53,13 @@ def test_synth_then_run_end_to_end(tmp_path):
         pl.scan_parquet(warehouse / "lo2" / "raw_events" / f"{r}.parquet")
         .select(pl.len()).collect().item() for r in runs)
     assert f"files:  {warehouse}/lo2/<asset>/<run>.parquet" in result.stdout
+    model_yml = warehouse / "lo2" / "anomaly_model" / "model.yml"
+    trained = model_yml.read_text()
+    assert "training_runs:" in trained and f"model:  {warehouse}/lo2/anomaly_model/" in \
+        result.stdout
+    for run in runs:
+        predictions = pl.read_parquet(warehouse / "lo2" / "predictions" / f"{run}.parquet")
+        assert len(predictions) == 54 * 7 and predictions["rank"].min() == 1
     assert "http://127.0.0.1:3000" in result.stdout
 
     # The persistent instance has the partitions and the history the UI shows.
@@ -62,7 +70,7 @@ def test_synth_then_run_end_to_end(tmp_path):
                 *runs, "light-oauth2-data-1900000000"}
             done = instance.get_materialized_partitions(dg.AssetKey(["lo2", "raw_sequences"]))
             assert done == set(runs)
-            assert len(instance.get_run_records()) == 8
+            assert len(instance.get_run_records()) == 10
     finally:
         if saved is None:
             os.environ.pop("DAGSTER_HOME")
@@ -75,7 +83,10 @@ def test_synth_then_run_end_to_end(tmp_path):
     assert again.returncode == 0, again.stdout + again.stderr
     # With --runs the templates the other runs were built with are kept, not retrained.
     assert "keep lo2/drain_templates (already materialized" in again.stdout
-    assert "2 runs, 6 Dagster runs, 0 failed" in again.stdout
+    # ... and the model is kept too: the runs are scored by it, not retrained on.
+    assert "keep lo2/anomaly_model (already materialized" in again.stdout
+    assert model_yml.read_text() == trained
+    assert "2 runs, 8 Dagster runs, 0 failed" in again.stdout
 
 
 def test_run_without_runs_says_what_to_do(tmp_path):

@@ -15,8 +15,12 @@ EVENTS_ENHANCED = dg.AssetKey([PREFIX, "events_enhanced"])
 SEQUENCES_ENHANCED = dg.AssetKey([PREFIX, "sequences_enhanced"])
 ENHANCED_EXPORTS = dg.AssetKey([PREFIX, "enhanced_exports"])
 
+ANOMALY_MODEL = dg.AssetKey([PREFIX, "anomaly_model"])
+PREDICTIONS = dg.AssetKey([PREFIX, "predictions"])
+
 LINE_ACCOUNTING_CHECK = "every_line_accounted_for"
 SCHEMA_CHECK = "schema_matches_seed"
 ROWS_KEPT_CHECK = "no_row_lost"
 SEQ_ID_CHECK = "seq_id_not_null"
 DRAIN_IDS_CHECK = "drain_ids_known"
+MODEL_GATE_CHECK = "holdout_test_case_roc_auc_above_floor"

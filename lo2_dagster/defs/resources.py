@@ -7,7 +7,7 @@ import dagster as dg
 from lo2_dagster import settings
 from lo2_dagster.lib.allowlist import Allowlist, AllowlistError, load_allowlist
 from lo2_dagster.lib.layout import has_logs, scan_runs
-from lo2_dagster.storage import DrainTemplatesStore, Warehouse, WarehouseIOManager
+from lo2_dagster.storage import DrainTemplatesStore, ModelStore, Warehouse, WarehouseIOManager
 
 
 class Lo2Root(dg.ConfigurableResource):
@@ -57,5 +57,6 @@ def resources() -> dg.Definitions:
             "warehouse": warehouse,
             "io_manager": WarehouseIOManager(warehouse=warehouse),
             "drain_store": DrainTemplatesStore(warehouse=warehouse),
+            "model_store": ModelStore(warehouse=warehouse),
         },
     )

@@ -1,7 +1,7 @@
 """Drain templates, the enhanced event and sequence tables of each run, and the FP allowlist."""
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import dagster as dg
 import polars as pl
@@ -414,3 +414,31 @@ def _drain_ids_check(key: dg.AssetKey, ids: pl.Series,
         metadata={"distinct_ids": len(distinct), "unknown_ids": bullet_list(unknown),
                   "null_ids": ids.null_count(),
                   "unmatched_rows": int((ids == drain.UNMATCHED).sum())})
+
+
+def current_templates(context: dg.AssetExecutionContext,
+                      partitions: Mapping[dg.AssetKey, Sequence[str]]) -> str | None:
+    """The current Drain templates' digest, after refusing to mix runs whose Drain ids come
+    from another training of the templates (ids are renumbered when the templates are retrained
+    on other runs): every given partition must record that digest. None: no templates yet."""
+    current = context.instance.get_latest_materialization_event(DRAIN_TEMPLATES)
+    if current is None or current.asset_materialization is None:
+        return None
+    want = current.asset_materialization.tags.get("dagster/data_version")  # = the digest
+    outdated = []
+    for key, runs in partitions.items():
+        for run in runs:
+            records = context.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key, asset_partitions=[run]), limit=1).records
+            if not records or records[0].asset_materialization is None:
+                continue
+            used = records[0].asset_materialization.metadata.get(TEMPLATES_DIGEST)
+            if used is None or used.value != want:
+                outdated.append(f"{key.to_user_string()}[{run}]")
+    if outdated:
+        raise dg.Failure(description=(
+            f"{len(outdated)} partitions were built with other Drain templates than the current "
+            f"ones (template ids differ), e.g. {', '.join(outdated[:5])}. Re-materialize "
+            "lo2/events_enhanced and lo2/sequences_enhanced for those runs (they show as stale), "
+            "or run `lo2-dagster run` without --runs."))
+    return want

@@ -5,10 +5,9 @@ import time
 import dagster as dg
 from upath import UPath
 
-from lo2_dagster.defs.features.assets import GROUP, TEMPLATES_DIGEST
+from lo2_dagster.defs.features.assets import GROUP, current_templates
 from lo2_dagster.defs.ingest.partitions import ALL_RUNS
 from lo2_dagster.defs.keys import (
-    DRAIN_TEMPLATES,
     ENHANCED_EXPORTS,
     EVENTS_ENHANCED,
     OWNERS,
@@ -46,7 +45,7 @@ def enhanced_exports(
         raise dg.Failure(description="No run has lo2/events_enhanced yet: materialize it for "
                                      "at least one run first.")
     runs, seq_runs = sorted(events), sorted(sequences)
-    _same_templates(context, runs, seq_runs)
+    current_templates(context, {EVENTS_ENHANCED: runs, SEQUENCES_ENHANCED: seq_runs})
     folder = warehouse.folder("exports")
     started = time.perf_counter()
     event_rows = concat_parquet([events[r] for r in runs], folder / EVENTS_FILE, 65_536)
@@ -76,29 +75,3 @@ def enhanced_exports(
             f"```python\nimport polars as pl\nevents = pl.scan_parquet(\"{folder / EVENTS_FILE}\")"
             f"\nsequences = pl.scan_parquet(\"{folder / SEQUENCES_FILE}\")\n```"),
     })
-
-
-def _same_templates(context: dg.AssetExecutionContext, event_runs: list[str],
-                    sequence_runs: list[str]) -> None:
-    """Refuse to mix runs whose Drain ids come from different trainings of the templates (ids
-    are renumbered when the templates are retrained on other runs)."""
-    current = context.instance.get_latest_materialization_event(DRAIN_TEMPLATES)
-    if current is None or current.asset_materialization is None:
-        return
-    want = current.asset_materialization.tags.get("dagster/data_version")  # = the digest
-    outdated = []
-    for key, runs in ((EVENTS_ENHANCED, event_runs), (SEQUENCES_ENHANCED, sequence_runs)):
-        for run in runs:
-            records = context.instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=key, asset_partitions=[run]), limit=1).records
-            if not records or records[0].asset_materialization is None:
-                continue
-            used = records[0].asset_materialization.metadata.get(TEMPLATES_DIGEST)
-            if used is None or used.value != want:
-                outdated.append(f"{key.to_user_string()}[{run}]")
-    if outdated:
-        raise dg.Failure(description=(
-            f"{len(outdated)} partitions were built with other Drain templates than the current "
-            f"ones (template ids differ), e.g. {', '.join(outdated[:5])}. Re-materialize "
-            "lo2/events_enhanced and lo2/sequences_enhanced for those runs (they show as stale), "
-            "or run `lo2-dagster run` without --runs."))

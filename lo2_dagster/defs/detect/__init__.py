@@ -1,0 +1,1 @@
+"""Predictions per run from the persisted anomaly model."""

@@ -1,0 +1,1 @@
+"""The anomaly model: trained on the enhanced sequences, evaluated on holdout runs."""

@@ -1,0 +1,172 @@
+"""The anomaly model: fitted on training runs, evaluated on holdout runs, persisted with joblib."""
+
+import datetime as dt
+import functools
+import time
+
+import dagster as dg
+import polars as pl
+from upath import UPath
+
+from lo2_dagster.defs.features.assets import current_templates
+from lo2_dagster.defs.ingest.partitions import ALL_RUNS
+from lo2_dagster.defs.keys import ANOMALY_MODEL, MODEL_GATE_CHECK, OWNERS, SEQUENCES_ENHANCED
+from lo2_dagster.lib.model import (
+    DEFAULT_MODEL,
+    METRICS_FILE,
+    RECORD_FILE,
+    ModelBundle,
+    TrainingConfig,
+    bundle_files,
+    git_commit,
+    train,
+)
+from lo2_dagster.lib.models import REGISTRY
+from lo2_dagster.lib.vectorize import FeatureSpec
+from lo2_dagster.meta import bullet_list, markdown_table
+from lo2_dagster.storage import Warehouse, iter_parquet
+
+GROUP = "model"
+#: Sequences per batch when reading a run's enhanced sequences (they carry all their trigrams).
+BATCH_ROWS = 256
+#: The figures shown (and plotted over materializations) for each evaluation level.
+FIGURES = ("roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy", "precision_at_k",
+           "fp_rate", "fp_rate_at_alpha", "psi_train_vs_holdout")
+
+
+class AnomalyModelConfig(dg.Config):
+    """Model, features, split and threshold (Launchpad in the UI)."""
+
+    model: str = DEFAULT_MODEL
+    """One of: isolation_forest, rare_tokens (unsupervised: trained on correct sequences only),
+    logistic_regression, decision_tree, random_forest, gradient_boosting."""
+    features: list[str] = list(FeatureSpec().features)  # noqa: RUF012 (pydantic copies)
+    """Any of drain, words, trigrams, numeric: bags of Drain ids, words or trigrams per
+    sequence, and numeric columns (length, duration, word and trigram counts)."""
+    max_tokens: int = FeatureSpec().max_tokens
+    """Columns per bag at most: the tokens in most training sequences."""
+    min_df: int = FeatureSpec().min_df
+    holdout_fraction: float = TrainingConfig().holdout_fraction
+    """Share of runs held out (whole runs, never rows) to evaluate on."""
+    seed: int = TrainingConfig().seed
+    threshold_percentile: float = TrainingConfig().threshold_percentile
+    """Percentile of holdout correct sequences' scores that becomes the threshold."""
+    alpha: float = TrainingConfig().alpha
+    k: int = TrainingConfig().k
+    min_test_case_roc_auc: float = TrainingConfig().min_test_case_roc_auc
+    """The quality gate: holdout test-case ROC AUC must be above this."""
+
+    def training(self) -> TrainingConfig:
+        try:
+            return TrainingConfig(
+                model=self.model,
+                features=FeatureSpec(tuple(self.features), self.max_tokens, self.min_df),
+                holdout_fraction=self.holdout_fraction, seed=self.seed,
+                threshold_percentile=self.threshold_percentile, alpha=self.alpha, k=self.k,
+                min_test_case_roc_auc=self.min_test_case_roc_auc)
+        except ValueError as e:
+            raise dg.Failure(description=f"lo2/anomaly_model config: {e}") from e
+
+
+@dg.asset(
+    key=ANOMALY_MODEL,
+    ins={"sequences": dg.AssetIn(SEQUENCES_ENHANCED, metadata=ALL_RUNS)},
+    io_manager_key="model_store",
+    group_name=GROUP,
+    code_version="model-1",
+    kinds={"scikit-learn", "joblib"},
+    owners=OWNERS,
+    check_specs=[dg.AssetCheckSpec(
+        MODEL_GATE_CHECK, asset=ANOMALY_MODEL, blocking=True,
+        description="Quality gate: holdout ROC AUC at test-case level above the configured "
+                    "floor. Blocks predictions from a model that regressed.")],
+    description=(
+        "The anomaly model bundle (model + vectorizer + threshold + run split + metrics), "
+        "trained on the training runs' enhanced sequences and evaluated on holdout runs only "
+        "(split by run). Files: <warehouse>/lo2/anomaly_model/{model.joblib, model.yml, "
+        "metrics.json}; model.yml records the sha256 that loading verifies. Models: "
+        + ", ".join(f"{k.name} ({k.description})" for k in REGISTRY.values()) + "."
+    ),
+)
+def anomaly_model(
+    context: dg.AssetExecutionContext,
+    config: AnomalyModelConfig,
+    sequences: dict[str, UPath],
+    warehouse: Warehouse,
+):
+    training = config.training()
+    if not sequences:
+        raise dg.Failure(description="No run has lo2/sequences_enhanced yet: materialize it "
+                                     "for at least two runs first.")
+    digest = current_templates(context, {SEQUENCES_ENHANCED: sorted(sequences)})
+    runs = {run: functools.partial(_batches, path) for run, path in sequences.items()}
+    started = time.perf_counter()
+    try:
+        bundle = train(runs, training, templates_digest=digest, log=context.log.info)
+    except ValueError as e:
+        raise dg.Failure(description=f"lo2/anomaly_model: {e}") from e
+    seconds = time.perf_counter() - started
+    files = bundle_files(bundle, dt.datetime.now(dt.UTC), git_commit())
+    folder = warehouse.base().joinpath(*ANOMALY_MODEL.path)
+    context.log.info(f"{bundle.model}: holdout test-case ROC AUC "
+                     f"{_fmt(bundle.metrics['test_case']['roc_auc'])}, sequence ROC AUC "
+                     f"{_fmt(bundle.metrics['sequence']['roc_auc'])}; threshold "
+                     f"{bundle.threshold:.4g}; {seconds:.1f} s")
+    yield dg.Output(files, data_version=dg.DataVersion(files.sha256),
+                    metadata=_metadata(bundle, files.sha256, folder, seconds))
+    gate = bundle.gate
+    yield dg.AssetCheckResult(
+        check_name=MODEL_GATE_CHECK, passed=bool(gate["passed"]),
+        metadata={"metric": gate["metric"], "floor": gate["floor"],
+                  "value": dg.MetadataValue.float(gate["value"]) if gate["value"] is not None
+                  else dg.MetadataValue.text("undefined (holdout has one class only)")},
+        description=None if gate["passed"] else (
+            f"Holdout test-case ROC AUC {_fmt(gate['value'])} is not above {gate['floor']}: "
+            "predictions refuse this model. Check the data, try another model or features, "
+            "or lower min_test_case_roc_auc deliberately."))
+
+
+def _batches(path: UPath, columns: list[str]):
+    return iter_parquet(path, columns, BATCH_ROWS)
+
+
+def _fmt(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.3f}"
+
+
+def _metadata(bundle: ModelBundle, sha: str, folder: UPath, seconds: float) -> dict:
+    """What the asset page shows: figures per level (numbers, plotted over materializations),
+    the split, the recall tables and the files."""
+    metrics = bundle.metrics
+    figures = {}
+    for level in ("test_case", "sequence"):
+        for name in FIGURES:
+            value = metrics[level][name]
+            figures[f"{level}/{name}"] = (dg.MetadataValue.float(float(value))
+                                          if value is not None else dg.MetadataValue.null())
+    confusion = pl.DataFrame([{"level": level, **metrics[level]["confusion_matrix"]}
+                              for level in ("test_case", "sequence")])
+    return {
+        **figures,
+        "model": bundle.model,
+        "features": ", ".join(bundle.vectorizer.spec.features),
+        "feature_columns": len(bundle.vectorizer.feature_names),
+        "threshold": bundle.threshold,
+        "threshold_percentile": bundle.threshold_percentile,
+        "training_runs": bullet_list(list(bundle.split.training)),
+        "holdout_runs": bullet_list(list(bundle.split.holdout)),
+        "training_rows": bundle.training_rows,
+        "holdout_rows": bundle.holdout_rows,
+        "confusion_matrices": markdown_table(confusion),
+        "recall_by_test_case": markdown_table(pl.DataFrame(metrics["recall_by_test_case"])),
+        "recall_by_service": markdown_table(pl.DataFrame(metrics["recall_by_service"])),
+        "event_level": metrics["event"]["reason"],
+        "vectorizer": dg.MetadataValue.json(bundle.vectorizer.summary()),
+        "params": dg.MetadataValue.json(bundle.params),
+        "versions": dg.MetadataValue.json(bundle.versions),
+        "quality_gate": dg.MetadataValue.json(bundle.gate),
+        "sha256": sha,
+        "model_yml": dg.MetadataValue.path(str(folder / RECORD_FILE)),
+        "metrics_json": dg.MetadataValue.path(str(folder / METRICS_FILE)),
+        "seconds": round(seconds, 2),
+    }

@@ -1,0 +1,157 @@
+"""The model registry: which estimators a user can choose, how each is built, fitted and scored.
+
+Every model scores a sequence with "higher = more anomalous". Unsupervised models learn from
+``correct`` sequences only; supervised ones from every training sequence and its label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+from sklearn.base import BaseEstimator
+from sklearn.ensemble import GradientBoostingClassifier, IsolationForest, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, MaxAbsScaler
+from sklearn.tree import DecisionTreeClassifier
+
+
+def log1p(matrix: Any) -> Any:
+    """log(1 + count): a template seen 1,000 times is not 1,000 times as telling as once."""
+    return matrix.log1p() if sparse.issparse(matrix) else np.log1p(matrix)
+
+
+def _log_counts() -> FunctionTransformer:
+    return FunctionTransformer(log1p, accept_sparse=True)
+
+
+class RareTokenDetector(BaseEstimator):
+    """Out-of-vocabulary / rare-template detector, fitted on normal sequences only.
+
+    Each token column gets a rarity ``-log((df + 1) / (n + 2))``, where ``df`` is the number of
+    the ``n`` normal training sequences that contain the token. A sequence's score is the sum of
+    the rarities of the distinct tokens it contains, plus the maximum rarity for each distinct
+    token the training data never showed (the vectorizer's ``<oov>`` columns). A sequence made
+    of what every normal sequence has scores near 0.
+    """
+
+    def __init__(self, token_columns: int = 0, oov_columns: tuple[int, ...] = ()):
+        self.token_columns = token_columns
+        self.oov_columns = oov_columns
+
+    def fit(self, X: Any, y: Any = None) -> RareTokenDetector:
+        present = sparse.csc_matrix(X[:, : self.token_columns]) > 0
+        n = X.shape[0]
+        df = np.asarray(present.sum(axis=0)).ravel()
+        rarity = -np.log((df + 1.0) / (n + 2.0))
+        unseen = -np.log(1.0 / (n + 2.0))
+        for column in self.oov_columns:
+            rarity[column] = unseen
+        self.rarity_ = rarity
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def contributions(self, X: Any) -> sparse.csr_matrix:
+        """Per sequence and token column, what the column adds to the score."""
+        tokens = sparse.csr_matrix(X[:, : self.token_columns], dtype=np.float64)
+        presence = tokens.copy()
+        presence.data = np.ones_like(presence.data)
+        oov = np.zeros(self.token_columns, dtype=bool)
+        oov[list(self.oov_columns)] = True
+        # <oov> columns hold a number of distinct unseen tokens: each counts in full.
+        presence = presence.multiply(np.where(oov, 0.0, 1.0)) + tokens.multiply(oov)
+        return sparse.csr_matrix(presence.multiply(self.rarity_))
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        return np.asarray(self.contributions(X).sum(axis=1)).ravel()
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """A registry entry: how to build the estimator and how to score with it."""
+
+    name: str
+    supervised: bool
+    description: str
+    build: Callable[[int, dict[str, Any]], BaseEstimator]  # (seed, vectorizer facts)
+
+    def scores(self, estimator: Any, matrix: Any) -> np.ndarray:
+        """Anomaly scores: higher = more anomalous."""
+        if self.supervised:
+            return estimator.predict_proba(matrix)[:, 1]
+        return -estimator.score_samples(matrix) if self.name == "isolation_forest" \
+            else estimator.score_samples(matrix)
+
+
+def _isolation_forest(seed: int, facts: dict[str, Any]) -> BaseEstimator:
+    return Pipeline([("log1p", _log_counts()),
+                     ("model", IsolationForest(n_estimators=200, random_state=seed))])
+
+
+def _rare_tokens(seed: int, facts: dict[str, Any]) -> BaseEstimator:
+    return RareTokenDetector(token_columns=facts["token_columns"],
+                             oov_columns=tuple(facts["oov_columns"]))
+
+
+def _logistic_regression(seed: int, facts: dict[str, Any]) -> BaseEstimator:
+    return Pipeline([("log1p", _log_counts()), ("scale", MaxAbsScaler()),
+                     ("model", LogisticRegression(class_weight="balanced", max_iter=5000,
+                                                  random_state=seed))])
+
+
+def _decision_tree(seed: int, facts: dict[str, Any]) -> BaseEstimator:
+    return DecisionTreeClassifier(class_weight="balanced", min_samples_leaf=2,
+                                  random_state=seed)
+
+
+def _random_forest(seed: int, facts: dict[str, Any]) -> BaseEstimator:
+    return RandomForestClassifier(n_estimators=200, class_weight="balanced",
+                                  min_samples_leaf=2, random_state=seed)
+
+
+def _gradient_boosting(seed: int, facts: dict[str, Any]) -> BaseEstimator:
+    return GradientBoostingClassifier(n_estimators=150, max_depth=3, random_state=seed)
+
+
+REGISTRY: dict[str, ModelKind] = {k.name: k for k in (
+    ModelKind("isolation_forest", False, "scikit-learn IsolationForest on log counts, trained "
+              "on correct sequences only", _isolation_forest),
+    ModelKind("rare_tokens", False, "out-of-vocabulary / rare-template detector: sum of the "
+              "rarities (in correct training sequences) of the tokens a sequence contains",
+              _rare_tokens),
+    ModelKind("logistic_regression", True, "LogisticRegression (balanced classes) on scaled "
+              "log counts", _logistic_regression),
+    ModelKind("decision_tree", True, "DecisionTreeClassifier (balanced classes)",
+              _decision_tree),
+    ModelKind("random_forest", True, "RandomForestClassifier, 200 trees (balanced classes)",
+              _random_forest),
+    ModelKind("gradient_boosting", True, "GradientBoostingClassifier, 150 trees of depth 3",
+              _gradient_boosting),
+)}
+
+
+def model_kind(name: str) -> ModelKind:
+    """The registry entry, or an error that lists the choices."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}: choose one of {sorted(REGISTRY)}") from None
+
+
+def fit(kind: ModelKind, estimator: Any, matrix: Any, labels: np.ndarray) -> Any:
+    """Fit: unsupervised models on the rows given (the caller passes normal rows only);
+    gradient boosting with balanced sample weights (it has no class_weight)."""
+    if not kind.supervised:
+        return estimator.fit(matrix)
+    if len(np.unique(labels)) < 2:
+        raise ValueError(f"{kind.name} needs anomalous and normal training sequences; the "
+                         "training runs have only one kind")
+    if isinstance(estimator, GradientBoostingClassifier):
+        positive = labels.mean()
+        weights = np.where(labels, 0.5 / positive, 0.5 / (1 - positive))
+        return estimator.fit(matrix, labels, sample_weight=weights)
+    return estimator.fit(matrix, labels)
