@@ -139,6 +139,9 @@ def test_rare_token_detector_sums_rarities_and_counts_unseen_tokens_in_full():
     assert scores[0] == pytest.approx(detector.rarity_[0])  # presence, not count
     assert scores[1] == pytest.approx(detector.rarity_[0] + detector.rarity_[1])
     assert scores[2] == pytest.approx(3 * detector.rarity_[2])  # 3 distinct unseen tokens
+    parts = detector.contributions(np.array([[5, 1, 2]], dtype=float)).toarray()[0]
+    assert parts.tolist() == pytest.approx([detector.rarity_[0], detector.rarity_[1],
+                                            2 * detector.rarity_[2]])
 
 
 def test_psi_is_zero_for_the_same_distribution_and_grows_with_a_shift():

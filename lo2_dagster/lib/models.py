@@ -55,19 +55,23 @@ class RareTokenDetector(BaseEstimator):
         self.n_features_in_ = X.shape[1]
         return self
 
+    def _weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rarity per present token (known columns) and per unseen token (<oov> columns)."""
+        oov = np.zeros(self.token_columns, dtype=bool)
+        oov[list(self.oov_columns)] = True
+        return np.where(oov, 0.0, self.rarity_), np.where(oov, self.rarity_, 0.0)
+
     def contributions(self, X: Any) -> sparse.csr_matrix:
         """Per sequence and token column, what the column adds to the score."""
         tokens = sparse.csr_matrix(X[:, : self.token_columns], dtype=np.float64)
-        presence = tokens.copy()
-        presence.data = np.ones_like(presence.data)
-        oov = np.zeros(self.token_columns, dtype=bool)
-        oov[list(self.oov_columns)] = True
+        known, unseen = self._weights()
         # <oov> columns hold a number of distinct unseen tokens: each counts in full.
-        presence = presence.multiply(np.where(oov, 0.0, 1.0)) + tokens.multiply(oov)
-        return sparse.csr_matrix(presence.multiply(self.rarity_))
+        return sparse.csr_matrix(tokens.sign().multiply(known) + tokens.multiply(unseen))
 
     def score_samples(self, X: Any) -> np.ndarray:
-        return np.asarray(self.contributions(X).sum(axis=1)).ravel()
+        tokens = sparse.csr_matrix(X[:, : self.token_columns], dtype=np.float64)
+        known, unseen = self._weights()
+        return np.asarray(tokens.sign() @ known + tokens @ unseen).ravel()
 
 
 @dataclass(frozen=True)
@@ -104,13 +108,15 @@ def _logistic_regression(seed: int, facts: dict[str, Any]) -> BaseEstimator:
 
 
 def _decision_tree(seed: int, facts: dict[str, Any]) -> BaseEstimator:
-    return DecisionTreeClassifier(class_weight="balanced", min_samples_leaf=2,
+    # Shallow: on LO2 a deep tree puts holdout correct sequences in pure "anomalous" leaves
+    # (most sequences of an error case look like correct ones), so every score saturates at 1.
+    return DecisionTreeClassifier(class_weight="balanced", max_depth=5, min_samples_leaf=5,
                                   random_state=seed)
 
 
 def _random_forest(seed: int, facts: dict[str, Any]) -> BaseEstimator:
     return RandomForestClassifier(n_estimators=200, class_weight="balanced",
-                                  min_samples_leaf=2, random_state=seed)
+                                  min_samples_leaf=2, n_jobs=-1, random_state=seed)
 
 
 def _gradient_boosting(seed: int, facts: dict[str, Any]) -> BaseEstimator:
@@ -125,7 +131,7 @@ REGISTRY: dict[str, ModelKind] = {k.name: k for k in (
               _rare_tokens),
     ModelKind("logistic_regression", True, "LogisticRegression (balanced classes) on scaled "
               "log counts", _logistic_regression),
-    ModelKind("decision_tree", True, "DecisionTreeClassifier (balanced classes)",
+    ModelKind("decision_tree", True, "DecisionTreeClassifier, depth 5 (balanced classes)",
               _decision_tree),
     ModelKind("random_forest", True, "RandomForestClassifier, 200 trees (balanced classes)",
               _random_forest),
