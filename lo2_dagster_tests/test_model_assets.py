@@ -13,6 +13,7 @@ from lo2_dagster.definitions import defs
 from lo2_dagster.defs.ingest.partitions import RUNS
 from lo2_dagster.defs.keys import ANOMALY_MODEL, MODEL_GATE_CHECK, PREDICTIONS
 from lo2_dagster.lib import model as lib
+from lo2_dagster.lib import models
 from lo2_dagster.lib.models import ModelKind, RareTokenDetector
 from lo2_dagster.lib.synth import SynthConfig, generate
 from lo2_dagster.lib.vectorize import SequenceVectorizer
@@ -93,13 +94,20 @@ def test_predictions_use_the_persisted_model_and_never_refit(trained, monkeypatc
     def refuse(*args, **kwargs):
         raise AssertionError("predictions must not fit anything")
 
+    # Every fit of the model library: the vectorizer's, the default model's and the one
+    # function all registry models are fitted through.
     for target, name in ((SequenceVectorizer, "fit"), (RareTokenDetector, "fit"),
-                         (lib, "train")):
+                         (models, "fit"), (lib, "fit")):
         monkeypatch.setattr(target, name, refuse)
+    record = (trained["folder"] / lib.RECORD_FILE).read_bytes()
+    trainings = len(trained["instance"].fetch_materializations(ANOMALY_MODEL, limit=10).records)
     path.unlink()
     result = execute(trained["instance"], [PREDICTIONS], run)
     assert result.success, failure_messages(result)
     assert pl.read_parquet(path).equals(before)
+    assert (trained["folder"] / lib.RECORD_FILE).read_bytes() == record
+    assert len(trained["instance"].fetch_materializations(ANOMALY_MODEL,
+                                                          limit=10).records) == trainings
 
 
 def test_the_quality_gate_blocks_a_broken_model(trained, monkeypatch):

@@ -12,7 +12,7 @@ import yaml
 from sklearn.metrics import roc_auc_score
 
 from lo2_dagster.lib import model as lib
-from lo2_dagster.lib.metrics import by_test_case, psi, split_runs
+from lo2_dagster.lib.metrics import by_test_case, calibrate, psi, split_runs
 from lo2_dagster.lib.models import REGISTRY, RareTokenDetector
 from lo2_dagster.lib.vectorize import FeatureSpec, SequenceVectorizer
 
@@ -113,20 +113,46 @@ def test_metrics_come_from_holdout_runs_only():
     assert roc_auc_score(training["anomaly"], bundle.scores(training)) == 1.0
 
 
+def test_each_holdout_run_is_judged_by_a_threshold_the_other_runs_set():
+    holdout = pl.DataFrame({
+        "run": ["a", "a", "b", "b", "c", "c"], "normal": [True, False] * 3,
+        "score": [1.0, 5.0, 2.0, 5.0, 9.0, 5.0]})
+    threshold, rows, how = calibrate(holdout, 100)
+    assert threshold == 9.0 and how == "leave-one-holdout-run-out"
+    # run c's correct sequence (9.0) is judged by a and b's threshold (2.0): a false positive
+    # that an in-sample threshold would hide.
+    assert rows.tolist() == [9.0, 9.0, 9.0, 9.0, 2.0, 2.0]
+    one = holdout.filter(pl.col("run") == "a")
+    assert calibrate(one, 100)[2].startswith("in-sample")
+    with pytest.raises(ValueError, match="no correct sequences"):
+        calibrate(holdout.filter(~pl.col("normal")), 100)
+
+
+def test_a_holdout_run_without_sequences_is_named_not_a_crash():
+    frames = dataset(dict.fromkeys(RUNS, True))
+    split = split_runs(RUNS, 0.2, seed=0)
+    runs = {r: source(f if r in split.training else f.clear()) for r, f in frames.items()}
+    with pytest.raises(ValueError, match="holdout runs have no correct sequences"):
+        lib.train(runs, lib.TrainingConfig(holdout_fraction=0.2))
+
+
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_every_registry_model_learns_a_clear_signal(name):
     frames = dataset(dict.fromkeys(RUNS, True))
     bundle = lib.train({r: source(f) for r, f in frames.items()},
                        lib.TrainingConfig(model=name, holdout_fraction=0.34))
+    unsupervised = not REGISTRY[name].supervised
+    assert bundle.training_rows == 3 * len(SERVICES) * len(CASES)
+    assert bundle.fitted_rows == 3 * len(SERVICES) * (1 if unsupervised else len(CASES))
     if name == "isolation_forest":
         # It splits only on what varies among correct training sequences: e9 never occurs
-        # there, so its column (<oov>) is constant and never split on. It scores, but blind.
-        assert np.isfinite(bundle.scores(frames[RUNS[0]])).all()
+        # there, so its column (<oov>) is constant and never split on. It still tells the
+        # correct sequences' differing lengths apart.
+        correct = frames[RUNS[0]].filter("normal")
+        assert np.ptp(bundle.scores(correct)) > 0
         return
     assert bundle.metrics["test_case"]["roc_auc"] == 1.0
     assert bundle.gate["passed"]
-    unsupervised = not REGISTRY[name].supervised
-    assert bundle.training_rows == 3 * len(SERVICES) * (1 if unsupervised else len(CASES))
 
 
 def test_rare_token_detector_sums_rarities_and_counts_unseen_tokens_in_full():
@@ -167,12 +193,14 @@ def _real_bundle(runs, name=lib.DEFAULT_MODEL, seed=0):
 
 
 def test_training_is_deterministic_for_a_seed(generated):
+    shas = {}
     for name in ("rare_tokens", "isolation_forest"):
         first = lib.bundle_files(_real_bundle(generated, name), WHEN, None)
         second = lib.bundle_files(_real_bundle(generated, name), WHEN, None)
         assert first.files == second.files  # model.joblib, metrics.json and model.yml
+        shas[name] = first.sha256
     other = lib.bundle_files(_real_bundle(generated, "isolation_forest", seed=5), WHEN, None)
-    assert other.sha256 != first.sha256
+    assert other.sha256 != shas["isolation_forest"]
 
 
 def test_bundle_round_trips_in_a_fresh_process_and_scores_identically(generated, tmp_path):
@@ -217,6 +245,13 @@ def test_a_tampered_or_unrecorded_bundle_is_refused(generated, tmp_path):
     (folder / lib.RECORD_FILE).unlink()
     with pytest.raises(lib.BundleError, match=r"model\.yml is missing: materialize"):
         lib.load_bundle(folder)
+    # A record without a sha256 verifies nothing: refused before unpickling.
+    sha = lib.save_bundle(_real_bundle(generated), folder)
+    record = (folder / lib.RECORD_FILE).read_text()
+    for bad in ("sha256: null", "sha256: ''", "sha256: abc"):
+        (folder / lib.RECORD_FILE).write_text(record.replace(f"sha256: {sha}", bad))
+        with pytest.raises(lib.BundleError, match="records no sha256"):
+            lib.load_bundle(folder)
 
 
 def test_predict_applies_the_bundle_and_never_fits(generated, monkeypatch):
@@ -241,3 +276,10 @@ def test_predict_applies_the_bundle_and_never_fits(generated, monkeypatch):
                                                 pl.col("test_case_score").first())
     assert (cases["score"] == cases["test_case_score"]).all()
     assert predicted["test_case_rank"].n_unique() == predicted["test_case"].n_unique()
+
+    # Several runs at once (a notebook): ranks and roll-ups stay within each run.
+    other = pl.read_parquet(sorted(generated.values())[0])
+    both = lib.predict(bundle, [frame, other], "new")
+    for run, part in both.group_by("run"):
+        alone = lib.predict(bundle, [frame if run[0] == frame["run"][0] else other], "new")
+        assert part.sort("seq_id").equals(alone.sort("seq_id"))

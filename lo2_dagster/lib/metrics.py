@@ -45,10 +45,35 @@ def split_runs(runs: list[str], holdout_fraction: float, seed: int) -> Split:
 
 def by_test_case(sequences: pl.DataFrame) -> pl.DataFrame:
     """Roll sequences up to test cases (run x test case): the max score over its services; the
-    label is whether any of its sequences is anomalous."""
+    label is whether any of its sequences is anomalous (the prediction likewise, if given)."""
+    predicted = [pl.col("pred").any()] if "pred" in sequences.columns else []
     return (sequences.group_by("run", "test_case", maintain_order=True)
-            .agg(pl.col("score").max(), pl.col("anomaly").any(), pl.col("normal").all())
+            .agg(pl.col("score").max(), pl.col("anomaly").any(), pl.col("normal").all(),
+                 *predicted)
             .sort("run", "test_case"))
+
+
+def calibrate(holdout: pl.DataFrame, percentile: float) -> tuple[float, np.ndarray, str]:
+    """The threshold: ``percentile`` of the holdout ``correct`` sequences' scores. And, for the
+    evaluation, a threshold per holdout row that its own run did not set: each holdout run is
+    judged by the threshold of the other holdout runs' ``correct`` scores (leave one run out),
+    so the FP rate, precision and F1 are not in-sample. With one holdout run there is no other:
+    its own threshold is used, and the returned label says so."""
+    normal = holdout.filter("normal")
+    if not len(normal):
+        raise ValueError("the holdout runs have no correct sequences to calibrate the "
+                         "threshold on: check the runs' test-case folders")
+    threshold = float(np.percentile(normal["score"].to_numpy(), percentile))
+    runs = holdout["run"].unique().sort().to_list()
+    per_run = {}
+    for run in runs:
+        others = normal.filter(pl.col("run") != run)["score"].to_numpy()
+        per_run[run] = float(np.percentile(others, percentile)) if len(others) else threshold
+    calibration = ("leave-one-holdout-run-out" if all(
+        len(normal.filter(pl.col("run") != r)) for r in runs) else
+        "in-sample (a single holdout run, or only one with correct sequences)")
+    rows = holdout["run"].replace_strict(per_run, return_dtype=pl.Float64).to_numpy()
+    return threshold, rows, calibration
 
 
 def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float | None:
@@ -67,13 +92,13 @@ def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float | Non
     return float(np.sum((a_share - e_share) * np.log(a_share / e_share)))
 
 
-def level_metrics(holdout: pl.DataFrame, training: pl.DataFrame, threshold: float, k: int,
+def level_metrics(holdout: pl.DataFrame, training: pl.DataFrame, k: int,
                   alpha: float) -> dict[str, object]:
-    """Metrics of one level on holdout rows (``anomaly``, ``normal``, ``score``); ``training``
-    rows only give the reference score distribution (PSI, the alpha threshold)."""
+    """Metrics of one level on holdout rows (``anomaly``, ``normal``, ``score``, ``pred``);
+    ``training`` rows only give the reference score distribution (PSI, the alpha threshold)."""
     labels = holdout["anomaly"].to_numpy().astype(bool)
     scores = holdout["score"].to_numpy().astype(np.float64)
-    predicted = scores > threshold
+    predicted = holdout["pred"].to_numpy().astype(bool)
     both = 0 < labels.sum() < len(labels)
     tn, fp, fn, tp = (int(v) for v in confusion_matrix(labels, predicted,
                                                        labels=[False, True]).ravel())
@@ -94,7 +119,8 @@ def level_metrics(holdout: pl.DataFrame, training: pl.DataFrame, threshold: floa
         "k": len(top),
         "fp_rate": fp / (fp + tn) if fp + tn else None,
         # The threshold a user would set from training normals alone at false-alarm rate
-        # alpha, and the share of holdout normals it flags: ~alpha when the runs agree.
+        # alpha, and the share of holdout normals it flags. Training scores are in-sample, so
+        # this measures how far holdout normals drift from what the model fitted.
         "alpha": alpha,
         "alpha_threshold": alpha_threshold,
         "fp_rate_at_alpha": (float(np.mean(holdout_normal > alpha_threshold))
@@ -104,11 +130,11 @@ def level_metrics(holdout: pl.DataFrame, training: pl.DataFrame, threshold: floa
     }
 
 
-def recall_tables(holdout: pl.DataFrame, threshold: float) -> dict[str, pl.DataFrame]:
+def recall_tables(holdout: pl.DataFrame) -> dict[str, pl.DataFrame]:
     """Holdout recall per test case (over runs, test cases rolled up) and per service (over
     sequences), with the false positives each."""
     def table(frame: pl.DataFrame, by: str, unit: str) -> pl.DataFrame:
-        flagged = pl.col("score") > threshold
+        flagged = pl.col("pred")
         return (frame.group_by(by).agg(
             pl.len().alias(unit),
             pl.col("anomaly").sum().alias("anomalous"),
@@ -122,17 +148,20 @@ def recall_tables(holdout: pl.DataFrame, threshold: float) -> dict[str, pl.DataF
             "service": table(holdout, "service", "sequences")}
 
 
-def evaluate(holdout: pl.DataFrame, training: pl.DataFrame, threshold: float, k: int,
+def evaluate(holdout: pl.DataFrame, training: pl.DataFrame, thresholds: np.ndarray, k: int,
              alpha: float) -> dict[str, object]:
     """Every figure of the model's evaluation, from holdout sequences (``run``, ``test_case``,
-    ``service``, ``anomaly``, ``normal``, ``score``); ``training`` sequences only serve as the
-    reference distribution."""
-    tables = recall_tables(holdout, threshold)
+    ``service``, ``anomaly``, ``normal``, ``is_fp_allowlisted``, ``score``) and a threshold per
+    row; predicted = above it and not allowlisted, as in ``lo2/predictions``. ``training``
+    sequences only serve as the reference distribution."""
+    holdout = holdout.with_columns(
+        ((pl.col("score") > pl.Series(thresholds, dtype=pl.Float64))
+         & ~pl.col("is_fp_allowlisted")).alias("pred"))
+    tables = recall_tables(holdout)
     return {
         "event": {"applicable": False, "reason": NO_EVENT_LEVEL},
-        "sequence": level_metrics(holdout, training, threshold, k, alpha),
-        "test_case": level_metrics(by_test_case(holdout), by_test_case(training), threshold, k,
-                                   alpha),
+        "sequence": level_metrics(holdout, training, k, alpha),
+        "test_case": level_metrics(by_test_case(holdout), by_test_case(training), k, alpha),
         "recall_by_test_case": tables["test_case"].to_dicts(),
         "recall_by_service": tables["service"].to_dicts(),
     }

@@ -20,6 +20,7 @@ import importlib.metadata
 import io
 import json
 import platform
+import re
 import subprocess
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -33,7 +34,7 @@ import polars as pl
 import yaml
 from scipy import sparse
 
-from lo2_dagster.lib.metrics import Split, evaluate, split_runs
+from lo2_dagster.lib.metrics import Split, calibrate, evaluate, split_runs
 from lo2_dagster.lib.models import fit, model_kind
 from lo2_dagster.lib.vectorize import FeatureSpec, SequenceVectorizer
 
@@ -45,6 +46,9 @@ DEFAULT_MODEL = "rare_tokens"
 #: Columns of ``lo2/sequences_enhanced`` that every model reads besides its features.
 META_COLUMNS = ["seq_id", "run", "test_case", "service", "normal", "anomaly",
                 "is_fp_allowlisted"]
+FLAGS = ("normal", "anomaly", "is_fp_allowlisted")
+#: Sequences per batch when reading a run's enhanced sequences (they carry all their trigrams).
+BATCH_ROWS = 256
 GATE_METRIC = "test_case.roc_auc"
 
 #: One run's sequence table, read a batch at a time: columns -> batches.
@@ -82,6 +86,9 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         model_kind(self.model)
+        if self.model == "rare_tokens" and not self.features.bags:
+            raise ValueError("rare_tokens scores tokens: add drain, words or trigrams to the "
+                             "features")
         if not 0 <= self.threshold_percentile <= 100:
             raise ValueError("threshold_percentile must be within 0..100")
         if not 0 < self.alpha < 1 or self.k < 1:
@@ -98,7 +105,8 @@ class ModelBundle:
     threshold: float
     threshold_percentile: float
     split: Split
-    training_rows: int
+    training_rows: int  # every sequence of the training runs
+    fitted_rows: int  # those the model was fitted on (unsupervised: correct ones only)
     holdout_rows: int
     seed: int
     params: dict[str, Any]
@@ -147,11 +155,11 @@ def train(runs: Mapping[str, RunBatches], config: TrainingConfig,
         f"({', '.join(split.holdout)})")
     columns = [*META_COLUMNS, *config.features.columns]
 
-    def fitted_rows(batch: pl.DataFrame) -> pl.DataFrame:
+    def fit_rows(batch: pl.DataFrame) -> pl.DataFrame:
         return batch if kind.supervised else batch.filter("normal")
 
     vectorizer = SequenceVectorizer.fit(
-        config.features, (fitted_rows(b) for r in split.training for b in runs[r](columns)))
+        config.features, (fit_rows(b) for r in split.training for b in runs[r](columns)))
     log(f"vectorizer: {len(vectorizer.feature_names):,} columns from "
         f"{vectorizer.fitted_rows:,} sequences")
     train_meta, train_x = _matrix(vectorizer, [runs[r] for r in split.training], columns)
@@ -170,17 +178,15 @@ def train(runs: Mapping[str, RunBatches], config: TrainingConfig,
         pl.Series("score", kind.scores(estimator, train_x), pl.Float64))
     hold_meta = hold_meta.with_columns(
         pl.Series("score", kind.scores(estimator, hold_x), pl.Float64))
-    normal_scores = hold_meta.filter("normal")["score"].to_numpy()
-    if not len(normal_scores):
-        raise ValueError("the holdout runs have no correct sequences to calibrate the "
-                         "threshold on: check the runs' test-case folders")
-    threshold = float(np.percentile(normal_scores, config.threshold_percentile))
-    metrics = evaluate(hold_meta, train_meta, threshold, config.k, config.alpha)
+    threshold, thresholds, calibration = calibrate(hold_meta, config.threshold_percentile)
+    metrics = {"threshold_calibration": calibration,
+               **evaluate(hold_meta, train_meta, thresholds, config.k, config.alpha)}
     value = metrics["test_case"]["roc_auc"]
     return ModelBundle(
         model=kind.name, estimator=estimator, vectorizer=vectorizer, threshold=threshold,
         threshold_percentile=config.threshold_percentile, split=split,
-        training_rows=int(mask.sum()), holdout_rows=len(hold_meta), seed=config.seed,
+        training_rows=len(train_meta), fitted_rows=int(mask.sum()),
+        holdout_rows=len(hold_meta), seed=config.seed,
         params=_simple_params(estimator), metrics=metrics,
         gate={"metric": GATE_METRIC, "floor": config.min_test_case_roc_auc, "value": value,
               "passed": value is not None and value > config.min_test_case_roc_auc},
@@ -197,38 +203,41 @@ def _matrix(vectorizer: SequenceVectorizer, sources: list[RunBatches], columns: 
             metas.append(batch.select(META_COLUMNS))
             blocks.append(vectorizer.transform(batch))
     if not metas:
-        empty = pl.DataFrame(schema={c: pl.String for c in META_COLUMNS})
+        empty = pl.DataFrame(schema={c: pl.Boolean if c in FLAGS else pl.String
+                                     for c in META_COLUMNS})
         return empty, sparse.csr_matrix((0, len(vectorizer.feature_names)))
     return pl.concat(metas), sparse.vstack(blocks, format="csr")
 
 
 def predict(bundle: ModelBundle, batches: Iterable[pl.DataFrame], split: str) -> pl.DataFrame:
-    """Predictions of one run (:data:`PREDICTIONS_SCHEMA`), most anomalous first. The bundle is
-    only applied, never fitted. ``split`` says whether the run trained the model."""
+    """Predictions (:data:`PREDICTIONS_SCHEMA`), most anomalous first, ranked within each run;
+    test cases are rolled up per run. The bundle is only applied, never fitted. ``split`` says
+    whether the run trained the model."""
     parts = [b.select(META_COLUMNS).with_columns(pl.Series("score", bundle.scores(b),
                                                            pl.Float64))
              for b in batches]
     frame = pl.concat(parts) if parts else pl.DataFrame(
         schema={**{c: PREDICTIONS_SCHEMA[c] for c in META_COLUMNS if c != "normal"},
                 "normal": pl.Boolean(), "score": pl.Float64()})
+    case = ["run", "test_case"]
     frame = frame.sort(["score", "seq_id"], descending=[True, False]).with_columns(
         pl.lit(bundle.threshold, pl.Float64).alias("threshold"),
         (pl.col("score") > bundle.threshold).alias("pred_ano_original"),
         (~pl.col("normal")).alias("anomaly_original"),
-        pl.int_range(1, pl.len() + 1, dtype=pl.UInt32).alias("rank"),
+        pl.int_range(1, pl.len() + 1, dtype=pl.UInt32).over("run").alias("rank"),
         pl.lit(split).alias("split"),
     ).with_columns(
         (pl.col("pred_ano_original") & ~pl.col("is_fp_allowlisted")).alias("pred_ano"),
     ).with_columns(
-        pl.col("score").max().over("test_case").alias("test_case_score"),
-        pl.col("pred_ano").any().over("test_case").alias("test_case_pred_ano"),
-        pl.col("anomaly").any().over("test_case").alias("test_case_anomaly"),
+        pl.col("score").max().over(case).alias("test_case_score"),
+        pl.col("pred_ano").any().over(case).alias("test_case_pred_ano"),
+        pl.col("anomaly").any().over(case).alias("test_case_anomaly"),
     )
-    cases = (frame.select("test_case", "test_case_score").unique()
+    cases = (frame.select(*case, "test_case_score").unique()
              .sort(["test_case_score", "test_case"], descending=[True, False])
-             .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.UInt32)
+             .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.UInt32).over("run")
                            .alias("test_case_rank")))
-    return frame.join(cases.drop("test_case_score"), on="test_case", how="left",
+    return frame.join(cases.drop("test_case_score"), on=case, how="left",
                       maintain_order="left").select(
         [pl.col(c).cast(t) for c, t in PREDICTIONS_SCHEMA.items()])
 
@@ -292,12 +301,14 @@ def bundle_files(bundle: ModelBundle, generated_at: dt.datetime,
         "model": bundle.model,
         "sha256": sha,
         "training_rows": bundle.training_rows,
+        "fitted_rows": bundle.fitted_rows,
         "holdout_rows": bundle.holdout_rows,
         **runs,
         "params": bundle.params,
         "features": bundle.vectorizer.summary(),
         "threshold": bundle.threshold,
         "threshold_percentile": bundle.threshold_percentile,
+        "threshold_calibration": bundle.metrics["threshold_calibration"],
         "seed": bundle.seed,
         "quality_gate": bundle.gate,
         "metrics": {level: bundle.metrics[level] for level in ("test_case", "sequence", "event")},
@@ -337,6 +348,9 @@ def load_bundle(path: Any, expected_sha256: str | None = None) -> ModelBundle:
         recorded = yaml.safe_load(record_path.read_text())["sha256"]
     except Exception as e:
         raise BundleError(f"{record_path} has no readable sha256 ({e}): {fix}.") from e
+    if not isinstance(recorded, str) or not re.fullmatch(r"[0-9a-f]{64}", recorded):
+        raise BundleError(f"{record_path} records no sha256 ({recorded!r}), so {model_path} "
+                          f"cannot be verified and is not loaded: {fix}.")
     payload = model_path.read_bytes()
     actual = hashlib.sha256(payload).hexdigest()
     for source, want in ((str(record_path), recorded), ("Dagster's record", expected_sha256)):

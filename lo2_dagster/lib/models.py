@@ -82,13 +82,15 @@ class ModelKind:
     supervised: bool
     description: str
     build: Callable[[int, dict[str, Any]], BaseEstimator]  # (seed, vectorizer facts)
+    #: ``score_samples`` is higher for normal rows (scikit-learn's outlier detectors).
+    negate: bool = False
 
     def scores(self, estimator: Any, matrix: Any) -> np.ndarray:
         """Anomaly scores: higher = more anomalous."""
         if self.supervised:
             return estimator.predict_proba(matrix)[:, 1]
-        return -estimator.score_samples(matrix) if self.name == "isolation_forest" \
-            else estimator.score_samples(matrix)
+        scores = estimator.score_samples(matrix)
+        return -scores if self.negate else scores
 
 
 def _isolation_forest(seed: int, facts: dict[str, Any]) -> BaseEstimator:
@@ -125,7 +127,7 @@ def _gradient_boosting(seed: int, facts: dict[str, Any]) -> BaseEstimator:
 
 REGISTRY: dict[str, ModelKind] = {k.name: k for k in (
     ModelKind("isolation_forest", False, "scikit-learn IsolationForest on log counts, trained "
-              "on correct sequences only", _isolation_forest),
+              "on correct sequences only", _isolation_forest, negate=True),
     ModelKind("rare_tokens", False, "out-of-vocabulary / rare-template detector: sum of the "
               "rarities (in correct training sequences) of the tokens a sequence contains",
               _rare_tokens),

@@ -4,15 +4,14 @@ import dagster as dg
 import polars as pl
 from upath import UPath
 
-from lo2_dagster.defs.features.assets import TEMPLATES_DIGEST
+from lo2_dagster.defs.features.assets import templates_used
 from lo2_dagster.defs.ingest.partitions import RUNS, run_key
 from lo2_dagster.defs.keys import ANOMALY_MODEL, OWNERS, PREDICTIONS, SEQUENCES_ENHANCED
-from lo2_dagster.lib.model import PREDICTIONS_SCHEMA, ModelBundle, predict
+from lo2_dagster.lib.model import BATCH_ROWS, PREDICTIONS_SCHEMA, ModelBundle, predict
 from lo2_dagster.meta import column_schema, table
 from lo2_dagster.storage import iter_parquet
 
 GROUP = "detect"
-BATCH_ROWS = 256
 
 PREDICTION_COLUMNS = {
     "score": "Anomaly score of the sequence (higher = more anomalous).",
@@ -92,15 +91,12 @@ def _usable(context: dg.AssetExecutionContext, model: ModelBundle, run: str,
     if not gate["passed"] and not allow_failed_gate:
         raise dg.Failure(description=(
             f"lo2/anomaly_model failed its quality gate ({gate['metric']} {gate['value']} is "
-            f"not above {gate['floor']}): predictions are not refreshed from it, the previous "
-            "ones stay. Retrain (other model, features or data), or set allow_failed_gate."))
+            f"not above {gate['floor']}): no predictions are made with it (those already written "
+            "stay as they are). Retrain with another model, features or data, or set "
+            "allow_failed_gate to use it deliberately."))
     if "drain" not in model.vectorizer.spec.features or model.templates_digest is None:
         return
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=SEQUENCES_ENHANCED, asset_partitions=[run]),
-        limit=1).records
-    used = records[0].asset_materialization.metadata.get(TEMPLATES_DIGEST) if records else None
-    if used is not None and used.value != model.templates_digest:
+    if templates_used(context, SEQUENCES_ENHANCED, run) not in (model.templates_digest, None):
         raise dg.Failure(description=(
             f"lo2/sequences_enhanced[{run}] was built with other Drain templates than "
             "lo2/anomaly_model was trained with (template ids differ). Re-materialize the run's "

@@ -416,6 +416,18 @@ def _drain_ids_check(key: dg.AssetKey, ids: pl.Series,
                   "unmatched_rows": int((ids == drain.UNMATCHED).sum())})
 
 
+def templates_used(context: dg.AssetExecutionContext, key: dg.AssetKey,
+                   run: str) -> str | None:
+    """The templates' digest a partition of an enhanced table was built with: ``""`` when its
+    latest materialization does not say, None when it has none."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[run]), limit=1).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    used = records[0].asset_materialization.metadata.get(TEMPLATES_DIGEST)
+    return str(used.value) if used is not None else ""
+
+
 def current_templates(context: dg.AssetExecutionContext,
                       partitions: Mapping[dg.AssetKey, Sequence[str]]) -> str | None:
     """The current Drain templates' digest, after refusing to mix runs whose Drain ids come
@@ -425,16 +437,8 @@ def current_templates(context: dg.AssetExecutionContext,
     if current is None or current.asset_materialization is None:
         return None
     want = current.asset_materialization.tags.get("dagster/data_version")  # = the digest
-    outdated = []
-    for key, runs in partitions.items():
-        for run in runs:
-            records = context.instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=key, asset_partitions=[run]), limit=1).records
-            if not records or records[0].asset_materialization is None:
-                continue
-            used = records[0].asset_materialization.metadata.get(TEMPLATES_DIGEST)
-            if used is None or used.value != want:
-                outdated.append(f"{key.to_user_string()}[{run}]")
+    outdated = [f"{key.to_user_string()}[{run}]" for key, runs in partitions.items()
+                for run in runs if templates_used(context, key, run) not in (want, None)]
     if outdated:
         raise dg.Failure(description=(
             f"{len(outdated)} partitions were built with other Drain templates than the current "

@@ -12,6 +12,7 @@ from lo2_dagster.defs.features.assets import current_templates
 from lo2_dagster.defs.ingest.partitions import ALL_RUNS
 from lo2_dagster.defs.keys import ANOMALY_MODEL, MODEL_GATE_CHECK, OWNERS, SEQUENCES_ENHANCED
 from lo2_dagster.lib.model import (
+    BATCH_ROWS,
     DEFAULT_MODEL,
     METRICS_FILE,
     RECORD_FILE,
@@ -27,8 +28,6 @@ from lo2_dagster.meta import bullet_list, markdown_table
 from lo2_dagster.storage import Warehouse, iter_parquet
 
 GROUP = "model"
-#: Sequences per batch when reading a run's enhanced sequences (they carry all their trigrams).
-BATCH_ROWS = 256
 #: The figures shown (and plotted over materializations) for each evaluation level.
 FIGURES = ("roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy", "precision_at_k",
            "fp_rate", "fp_rate_at_alpha", "psi_train_vs_holdout")
@@ -144,6 +143,8 @@ def _metadata(bundle: ModelBundle, sha: str, folder: UPath, seconds: float) -> d
             value = metrics[level][name]
             figures[f"{level}/{name}"] = (dg.MetadataValue.float(float(value))
                                           if value is not None else dg.MetadataValue.null())
+        for name, count in metrics[level]["confusion_matrix"].items():
+            figures[f"{level}/{name}"] = dg.MetadataValue.int(count)
     confusion = pl.DataFrame([{"level": level, **metrics[level]["confusion_matrix"]}
                               for level in ("test_case", "sequence")])
     return {
@@ -153,9 +154,11 @@ def _metadata(bundle: ModelBundle, sha: str, folder: UPath, seconds: float) -> d
         "feature_columns": len(bundle.vectorizer.feature_names),
         "threshold": bundle.threshold,
         "threshold_percentile": bundle.threshold_percentile,
+        "threshold_calibration": metrics["threshold_calibration"],
         "training_runs": bullet_list(list(bundle.split.training)),
         "holdout_runs": bullet_list(list(bundle.split.holdout)),
         "training_rows": bundle.training_rows,
+        "fitted_rows": bundle.fitted_rows,
         "holdout_rows": bundle.holdout_rows,
         "confusion_matrices": markdown_table(confusion),
         "recall_by_test_case": markdown_table(pl.DataFrame(metrics["recall_by_test_case"])),
