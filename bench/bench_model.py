@@ -53,18 +53,18 @@ def _peak_mb() -> float:
 # --- the training (run in a child process) -------------------------------------------------
 
 def _sources(wh: Path) -> dict:
-    """Run name -> callable(columns) yielding polars batches of its sequences_enhanced table."""
-    import polars as pl
-    import pyarrow.parquet as pq
+    """Run name -> callable(columns) yielding polars batches of its sequences_enhanced table,
+    read as lo2/anomaly_model reads them."""
+    import functools
 
-    def source(path: Path):
-        def read(columns: list[str]):
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=256, columns=columns):
-                yield pl.from_arrow(batch)
-        return read
+    from upath import UPath
+
+    from lo2_dagster.lib.model import BATCH_ROWS
+    from lo2_dagster.storage import iter_parquet
 
     folder = wh / "lo2" / "sequences_enhanced"
-    return {p.stem: source(p) for p in sorted(folder.glob("*.parquet"))}
+    return {p.stem: functools.partial(iter_parquet, UPath(p), batch_rows=BATCH_ROWS)
+            for p in sorted(folder.glob("*.parquet"))}
 
 
 def _sha(bundle) -> str:
@@ -204,8 +204,10 @@ def train_child(wh: Path, model: str, features: str, twice: bool = False) -> dic
     return record
 
 
-def _f(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+def _f(value: float | None) -> str:
+    from lo2_dagster.lib.metrics import format_figure
+
+    return format_figure(value, missing="-")
 
 
 def _short(runs: list[str], prefix: str) -> str:

@@ -126,6 +126,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _summary(outcomes: list, runs: Sequence[str], warehouse: str, seconds: float) -> None:
     """The few numbers a user wants after a run, and where to look next."""
+    from lo2_dagster.lib.metrics import format_figure
+
     totals: dict[str, int] = {}
     for outcome in outcomes:
         for asset, values in outcome.metadata.items():
@@ -145,14 +147,10 @@ def _summary(outcomes: list, runs: Sequence[str], warehouse: str, seconds: float
                   if "lo2/anomaly_model" in o.metadata), None)
     if model is not None:
         print(f"model:  {warehouse}/lo2/anomaly_model/ (model.joblib, model.yml, metrics.json): "
-              f"{model['model']}, holdout ROC AUC {_figure(model['test_case/roc_auc'])} "
-              f"(test cases), {_figure(model['sequence/roc_auc'])} (sequences)")
+              f"{model['model']}, holdout ROC AUC {format_figure(model['test_case/roc_auc'])} "
+              f"(test cases), {format_figure(model['sequence/roc_auc'])} (sequences)")
         print(f"predictions: {warehouse}/lo2/predictions/<run>.parquet")
     print("UI:     lo2-dagster ui   -> http://127.0.0.1:3000 (Assets, Runs)")
-
-
-def _figure(value: object) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else "undefined"
 
 
 def _ui(args: argparse.Namespace) -> int:

@@ -155,12 +155,15 @@ def _execute(
         }
         for ev in result.get_asset_materialization_events()
     }
-    error = None
-    if not result.success:
-        failures = [ev.step_failure_data for ev in result.all_events if ev.is_step_failure]
-        error = "; ".join(_failure_message(f) for f in failures) or "run failed"
+    error = None if result.success else failure_summary(result)
     return Outcome(partition, keys, result.success, time.perf_counter() - started,
                    result.run_id, metadata, error)
+
+
+def failure_summary(result: dg.ExecuteInProcessResult) -> str:
+    """Every failed step's message, in the user's words."""
+    failures = [ev.step_failure_data for ev in result.all_events if ev.is_step_failure]
+    return "; ".join(_failure_message(f) for f in failures) or "run failed"
 
 
 def _failure_message(failure: StepFailureData) -> str:

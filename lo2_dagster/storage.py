@@ -341,6 +341,10 @@ class Warehouse(dg.ConfigurableResource):
         """The Parquet file of an asset (partition), as the warehouse IO manager names it."""
         return PolarsParquetIOManager(base_path=self.base()).path_for(key, partition)
 
+    def folder_for(self, key: dg.AssetKey) -> UPath:
+        """The folder of an asset stored as several files (the templates, the model)."""
+        return self.base().joinpath(*key.path)
+
     def folder(self, name: str) -> UPath:
         """A folder beside the assets, e.g. ``exports``."""
         return self.base() / name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,11 +53,11 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, P
     return paths
 
 
-def build_warehouse(base: Path, runs: int, seed: int) -> tuple[Path, list[str]]:
+def build_warehouse(base: Path, runs: int, seed: int, instance: Any,
+                    monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Generate ``runs`` small runs under ``base/lo2`` and materialize the whole asset graph
-    into ``base/warehouse`` with the main job's code path, on an ephemeral instance."""
-    import dagster as dg
-
+    into ``base/warehouse`` with the main job's code path, on ``instance``. ``LO2_ROOT`` and
+    ``LO2_WAREHOUSE`` point there (through ``monkeypatch``). Returns the run names."""
     from lo2_dagster import settings
     from lo2_dagster.definitions import defs
     from lo2_dagster.lib.synth import SynthConfig, generate
@@ -64,17 +65,21 @@ def build_warehouse(base: Path, runs: int, seed: int) -> tuple[Path, list[str]]:
 
     generate(base / "lo2", SynthConfig(runs=runs, seed=seed, token_lines=5))
     names = sorted(p.name for p in (base / "lo2" / "logs").iterdir())
-    with pytest.MonkeyPatch.context() as mp, dg.DagsterInstance.ephemeral() as instance:
-        mp.setenv(settings.ENV_ROOT, str(base / "lo2"))
-        mp.setenv(settings.ENV_WAREHOUSE, str(base / "warehouse"))
-        add_run_partitions(instance, names)
-        outcomes = materialize_all(defs(), instance, names, report=lambda _: None)
-        assert all(o.success for o in outcomes), [o.error for o in outcomes if not o.success]
-    return base / "warehouse", names
+    monkeypatch.setenv(settings.ENV_ROOT, str(base / "lo2"))
+    monkeypatch.setenv(settings.ENV_WAREHOUSE, str(base / "warehouse"))
+    add_run_partitions(instance, names)
+    outcomes = materialize_all(defs(), instance, names, report=lambda _: None)
+    assert all(o.success for o in outcomes), [o.error for o in outcomes if not o.success]
+    return names
 
 
 @pytest.fixture(scope="session")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Four generated runs' enhanced sequence files ({run: path}), built once per session."""
-    warehouse, runs = build_warehouse(tmp_path_factory.mktemp("generated"), runs=4, seed=11)
-    return {run: warehouse / "lo2" / "sequences_enhanced" / f"{run}.parquet" for run in runs}
+    import dagster as dg
+
+    base = tmp_path_factory.mktemp("generated")
+    with pytest.MonkeyPatch.context() as mp, dg.DagsterInstance.ephemeral() as instance:
+        runs = build_warehouse(base, runs=4, seed=11, instance=instance, monkeypatch=mp)
+    folder = base / "warehouse" / "lo2" / "sequences_enhanced"
+    return {run: folder / f"{run}.parquet" for run in runs}

@@ -8,29 +8,22 @@ import polars as pl
 import pytest
 import yaml
 
-from lo2_dagster import settings
 from lo2_dagster.definitions import defs
-from lo2_dagster.defs.ingest.partitions import RUNS
 from lo2_dagster.defs.keys import ANOMALY_MODEL, MODEL_GATE_CHECK, PREDICTIONS
 from lo2_dagster.lib import model as lib
 from lo2_dagster.lib import models
 from lo2_dagster.lib.models import ModelKind, RareTokenDetector
-from lo2_dagster.lib.synth import SynthConfig, generate
 from lo2_dagster.lib.vectorize import SequenceVectorizer
-from lo2_dagster.pipeline import materialize_all
+from lo2_dagster.pipeline import failure_summary
+from lo2_dagster_tests.conftest import build_warehouse
 
 
 @pytest.fixture
 def trained(tmp_path, monkeypatch):
     """Three generated runs through the whole graph, on an ephemeral instance kept open."""
-    generate(tmp_path / "lo2", SynthConfig(runs=3, seed=5, token_lines=5))
-    monkeypatch.setenv(settings.ENV_ROOT, str(tmp_path / "lo2"))
-    monkeypatch.setenv(settings.ENV_WAREHOUSE, str(tmp_path / "warehouse"))
-    runs = sorted(p.name for p in (tmp_path / "lo2" / "logs").iterdir())
     with dg.DagsterInstance.ephemeral() as instance:
-        instance.add_dynamic_partitions(RUNS.name, runs)
-        outcomes = materialize_all(defs(), instance, runs, report=lambda _: None)
-        assert all(o.success for o in outcomes), [o.error for o in outcomes]
+        runs = build_warehouse(tmp_path, runs=3, seed=5, instance=instance,
+                               monkeypatch=monkeypatch)
         yield {"instance": instance, "runs": runs, "warehouse": tmp_path / "warehouse",
                "folder": tmp_path / "warehouse" / "lo2" / "anomaly_model"}
 
@@ -47,12 +40,6 @@ def latest(instance, key, partition=None) -> dg.AssetMaterialization:
         dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None),
         limit=1).records
     return records[0].asset_materialization
-
-
-def failure_messages(result: dg.ExecuteInProcessResult) -> str:
-    failures = [e.step_failure_data for e in result.all_events if e.is_step_failure]
-    return " ".join((f.user_failure_data.description if f.user_failure_data else "")
-                    + f.error.to_string() for f in failures)
 
 
 def test_model_files_metadata_gate_and_predictions(trained):
@@ -103,7 +90,7 @@ def test_predictions_use_the_persisted_model_and_never_refit(trained, monkeypatc
     trainings = len(trained["instance"].fetch_materializations(ANOMALY_MODEL, limit=10).records)
     path.unlink()
     result = execute(trained["instance"], [PREDICTIONS], run)
-    assert result.success, failure_messages(result)
+    assert result.success, failure_summary(result)
     assert pl.read_parquet(path).equals(before)
     assert (trained["folder"] / lib.RECORD_FILE).read_bytes() == record
     assert len(trained["instance"].fetch_materializations(ANOMALY_MODEL,
@@ -130,11 +117,11 @@ def test_the_quality_gate_blocks_a_broken_model(trained, monkeypatch):
     # Launched on its own, predictions refuse the model that failed its gate.
     alone = execute(instance, [PREDICTIONS], run)
     assert not alone.success
-    assert "failed its quality gate" in failure_messages(alone)
+    assert "failed its quality gate" in failure_summary(alone)
     # ... unless told to, deliberately.
     forced = execute(instance, [PREDICTIONS], run,
                      {"ops": {"lo2__predictions": {"config": {"allow_failed_gate": True}}}})
-    assert forced.success, failure_messages(forced)
+    assert forced.success, failure_summary(forced)
 
 
 def test_a_model_file_changed_after_training_is_refused(trained):
@@ -146,5 +133,5 @@ def test_a_model_file_changed_after_training_is_refused(trained):
     sha = lib.save_bundle(bundle, folder)  # writes model.joblib and a matching model.yml
     result = execute(instance, [PREDICTIONS], run)
     assert not result.success
-    message = failure_messages(result)
+    message = failure_summary(result)
     assert f"has sha256 {sha}" in message and "Dagster's record says" in message

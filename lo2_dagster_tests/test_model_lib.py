@@ -165,9 +165,8 @@ def test_rare_token_detector_sums_rarities_and_counts_unseen_tokens_in_full():
     assert scores[0] == pytest.approx(detector.rarity_[0])  # presence, not count
     assert scores[1] == pytest.approx(detector.rarity_[0] + detector.rarity_[1])
     assert scores[2] == pytest.approx(3 * detector.rarity_[2])  # 3 distinct unseen tokens
-    parts = detector.contributions(np.array([[5, 1, 2]], dtype=float)).toarray()[0]
-    assert parts.tolist() == pytest.approx([detector.rarity_[0], detector.rarity_[1],
-                                            2 * detector.rarity_[2]])
+    assert detector.score_samples(np.array([[5, 1, 2]], dtype=float))[0] == pytest.approx(
+        detector.rarity_[0] + detector.rarity_[1] + 2 * detector.rarity_[2])
 
 
 def test_psi_is_zero_for_the_same_distribution_and_grows_with_a_shift():
@@ -276,6 +275,11 @@ def test_predict_applies_the_bundle_and_never_fits(generated, monkeypatch):
                                                 pl.col("test_case_score").first())
     assert (cases["score"] == cases["test_case_score"]).all()
     assert predicted["test_case_rank"].n_unique() == predicted["test_case"].n_unique()
+    top = lib.top_test_cases(predicted, 3)
+    assert top["test_case_rank"].to_list() == [1, 2, 3]
+    best = predicted.row(0, named=True)  # the run's highest-scoring sequence
+    assert top.row(0, named=True)["top_service"] == best["service"]
+    assert top.row(0, named=True)["test_case"] == best["test_case"]
 
     # Several runs at once (a notebook): ranks and roll-ups stay within each run.
     other = pl.read_parquet(sorted(generated.values())[0])

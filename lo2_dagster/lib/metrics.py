@@ -64,16 +64,22 @@ def calibrate(holdout: pl.DataFrame, percentile: float) -> tuple[float, np.ndarr
         raise ValueError("the holdout runs have no correct sequences to calibrate the "
                          "threshold on: check the runs' test-case folders")
     threshold = float(np.percentile(normal["score"].to_numpy(), percentile))
-    runs = holdout["run"].unique().sort().to_list()
-    per_run = {}
-    for run in runs:
+    per_run, in_sample = {}, False
+    for run in holdout["run"].unique().sort():
         others = normal.filter(pl.col("run") != run)["score"].to_numpy()
+        in_sample |= not len(others)
         per_run[run] = float(np.percentile(others, percentile)) if len(others) else threshold
-    calibration = ("leave-one-holdout-run-out" if all(
-        len(normal.filter(pl.col("run") != r)) for r in runs) else
-        "in-sample (a single holdout run, or only one with correct sequences)")
+    calibration = ("in-sample (a single holdout run, or only one with correct sequences)"
+                   if in_sample else "leave-one-holdout-run-out")
     rows = holdout["run"].replace_strict(per_run, return_dtype=pl.Float64).to_numpy()
     return threshold, rows, calibration
+
+
+def format_figure(value: object, digits: int = 3, missing: str = "undefined") -> str:
+    """A figure for people: rounded, or ``missing`` (e.g. ROC AUC of a one-class holdout)."""
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return f"{value:.{digits}f}"
+    return missing
 
 
 def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float | None:

@@ -65,6 +65,11 @@ PREDICTIONS_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+def model_columns(spec: FeatureSpec) -> list[str]:
+    """The sequence-table columns that training and scoring read."""
+    return [*META_COLUMNS, *spec.columns]
+
+
 class BundleError(ValueError):
     """A model bundle that must not be loaded (missing, tampered, not ours)."""
 
@@ -120,7 +125,7 @@ class ModelBundle:
     @property
     def columns(self) -> list[str]:
         """The sequence-table columns scoring reads."""
-        return [*META_COLUMNS, *self.vectorizer.spec.columns]
+        return model_columns(self.vectorizer.spec)
 
     def scores(self, batch: pl.DataFrame) -> np.ndarray:
         """Anomaly scores of a batch of sequences (higher = more anomalous)."""
@@ -153,7 +158,7 @@ def train(runs: Mapping[str, RunBatches], config: TrainingConfig,
     split = split_runs(list(runs), config.holdout_fraction, config.seed)
     log(f"{len(split.training)} training runs, {len(split.holdout)} holdout runs "
         f"({', '.join(split.holdout)})")
-    columns = [*META_COLUMNS, *config.features.columns]
+    columns = model_columns(config.features)
 
     def fit_rows(batch: pl.DataFrame) -> pl.DataFrame:
         return batch if kind.supervised else batch.filter("normal")
@@ -240,6 +245,16 @@ def predict(bundle: ModelBundle, batches: Iterable[pl.DataFrame], split: str) ->
     return frame.join(cases.drop("test_case_score"), on=case, how="left",
                       maintain_order="left").select(
         [pl.col(c).cast(t) for c, t in PREDICTIONS_SCHEMA.items()])
+
+
+def top_test_cases(predictions: pl.DataFrame, n: int) -> pl.DataFrame:
+    """A run's ``n`` most anomalous test cases, each with the service that scored highest."""
+    return (predictions.filter(pl.col("test_case_rank") <= n)
+            .group_by("test_case_rank", "test_case", "test_case_score", "test_case_anomaly")
+            .agg(pl.col("service").sort_by("score", descending=True).first()
+                 .alias("top_service"))
+            .sort("test_case_rank")
+            .with_columns(pl.col("test_case_rank").cast(pl.Int64)))
 
 
 def _simple_params(estimator: Any) -> dict[str, Any]:

@@ -61,16 +61,10 @@ class RareTokenDetector(BaseEstimator):
         oov[list(self.oov_columns)] = True
         return np.where(oov, 0.0, self.rarity_), np.where(oov, self.rarity_, 0.0)
 
-    def contributions(self, X: Any) -> sparse.csr_matrix:
-        """Per sequence and token column, what the column adds to the score."""
-        tokens = sparse.csr_matrix(X[:, : self.token_columns], dtype=np.float64)
-        known, unseen = self._weights()
-        # <oov> columns hold a number of distinct unseen tokens: each counts in full.
-        return sparse.csr_matrix(tokens.sign().multiply(known) + tokens.multiply(unseen))
-
     def score_samples(self, X: Any) -> np.ndarray:
         tokens = sparse.csr_matrix(X[:, : self.token_columns], dtype=np.float64)
         known, unseen = self._weights()
+        # <oov> columns hold a number of distinct unseen tokens: each counts in full.
         return np.asarray(tokens.sign() @ known + tokens @ unseen).ravel()
 
 

@@ -1,13 +1,18 @@
 """Predictions per run: the persisted model applied to the run's enhanced sequences."""
 
 import dagster as dg
-import polars as pl
 from upath import UPath
 
 from lo2_dagster.defs.features.assets import templates_used
 from lo2_dagster.defs.ingest.partitions import RUNS, run_key
 from lo2_dagster.defs.keys import ANOMALY_MODEL, OWNERS, PREDICTIONS, SEQUENCES_ENHANCED
-from lo2_dagster.lib.model import BATCH_ROWS, PREDICTIONS_SCHEMA, ModelBundle, predict
+from lo2_dagster.lib.model import (
+    BATCH_ROWS,
+    PREDICTIONS_SCHEMA,
+    ModelBundle,
+    predict,
+    top_test_cases,
+)
 from lo2_dagster.meta import column_schema, table
 from lo2_dagster.storage import iter_parquet
 
@@ -60,11 +65,6 @@ def predictions(
     split = ("training" if run in model.split.training
              else "holdout" if run in model.split.holdout else "new")
     frame = predict(model, iter_parquet(sequences, model.columns, BATCH_ROWS), split)
-    cases = (frame.filter(pl.col("test_case_rank") <= 10)
-             .group_by("test_case_rank", "test_case", "test_case_score", "test_case_anomaly")
-             .agg(pl.col("service").sort_by("score", descending=True).first()
-                  .alias("top_service"))
-             .sort("test_case_rank"))
     flagged_cases = frame.filter("test_case_pred_ano")["test_case"].n_unique()
     context.log.info(f"{run} ({split}): {int(frame['pred_ano'].sum())} of {len(frame)} "
                      f"sequences and {flagged_cases} test cases above the threshold "
@@ -80,7 +80,7 @@ def predictions(
         "suppressed_by_allowlist": int((frame["pred_ano_original"] & ~frame["pred_ano"]).sum()),
         "predicted_anomalous_test_cases": flagged_cases,
         "test_cases": frame["test_case"].n_unique(),
-        "top_test_cases": table(cases.with_columns(pl.col("test_case_rank").cast(pl.Int64))),
+        "top_test_cases": table(top_test_cases(frame, 10)),
     })
 
 

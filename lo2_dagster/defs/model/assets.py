@@ -11,6 +11,7 @@ from upath import UPath
 from lo2_dagster.defs.features.assets import current_templates
 from lo2_dagster.defs.ingest.partitions import ALL_RUNS
 from lo2_dagster.defs.keys import ANOMALY_MODEL, MODEL_GATE_CHECK, OWNERS, SEQUENCES_ENHANCED
+from lo2_dagster.lib.metrics import format_figure
 from lo2_dagster.lib.model import (
     BATCH_ROWS,
     DEFAULT_MODEL,
@@ -98,7 +99,8 @@ def anomaly_model(
         raise dg.Failure(description="No run has lo2/sequences_enhanced yet: materialize it "
                                      "for at least two runs first.")
     digest = current_templates(context, {SEQUENCES_ENHANCED: sorted(sequences)})
-    runs = {run: functools.partial(_batches, path) for run, path in sequences.items()}
+    runs = {run: functools.partial(iter_parquet, path, batch_rows=BATCH_ROWS)
+            for run, path in sequences.items()}
     started = time.perf_counter()
     try:
         bundle = train(runs, training, templates_digest=digest, log=context.log.info)
@@ -106,10 +108,10 @@ def anomaly_model(
         raise dg.Failure(description=f"lo2/anomaly_model: {e}") from e
     seconds = time.perf_counter() - started
     files = bundle_files(bundle, dt.datetime.now(dt.UTC), git_commit())
-    folder = warehouse.base().joinpath(*ANOMALY_MODEL.path)
+    folder = warehouse.folder_for(ANOMALY_MODEL)
     context.log.info(f"{bundle.model}: holdout test-case ROC AUC "
-                     f"{_fmt(bundle.metrics['test_case']['roc_auc'])}, sequence ROC AUC "
-                     f"{_fmt(bundle.metrics['sequence']['roc_auc'])}; threshold "
+                     f"{format_figure(bundle.metrics['test_case']['roc_auc'])}, sequence ROC AUC "
+                     f"{format_figure(bundle.metrics['sequence']['roc_auc'])}; threshold "
                      f"{bundle.threshold:.4g}; {seconds:.1f} s")
     yield dg.Output(files, data_version=dg.DataVersion(files.sha256),
                     metadata=_metadata(bundle, files.sha256, folder, seconds))
@@ -120,17 +122,9 @@ def anomaly_model(
                   "value": dg.MetadataValue.float(gate["value"]) if gate["value"] is not None
                   else dg.MetadataValue.text("undefined (holdout has one class only)")},
         description=None if gate["passed"] else (
-            f"Holdout test-case ROC AUC {_fmt(gate['value'])} is not above {gate['floor']}: "
-            "predictions refuse this model. Check the data, try another model or features, "
-            "or lower min_test_case_roc_auc deliberately."))
-
-
-def _batches(path: UPath, columns: list[str]):
-    return iter_parquet(path, columns, BATCH_ROWS)
-
-
-def _fmt(value: float | None) -> str:
-    return "undefined" if value is None else f"{value:.3f}"
+            f"Holdout test-case ROC AUC {format_figure(gate['value'])} is not above "
+            f"{gate['floor']}: predictions refuse this model. Check the data, try another "
+            "model or features, or lower min_test_case_roc_auc deliberately."))
 
 
 def _metadata(bundle: ModelBundle, sha: str, folder: UPath, seconds: float) -> dict:
