@@ -29,12 +29,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     synth.add_argument("--no-metrics", action="store_true", help="skip metrics/<run>.csv")
     synth.set_defaults(func=_synth)
 
-    run = sub.add_parser("run", help="materialize the whole asset graph for every run found")
+    run = sub.add_parser("run", help="bring the whole asset graph up to date for every run found "
+                                     "(only what is missing or stale)")
     run.add_argument("--root", help=f"LO2 root (default ${settings.ENV_ROOT} or the sample)")
     run.add_argument("--warehouse", help=f"warehouse root (default ${settings.ENV_WAREHOUSE} "
                                          "or data/warehouse)")
     run.add_argument("--runs", nargs="*", metavar="RUN",
                      help="only these run folders (matched against the existing Drain templates)")
+    run.add_argument("--force", action="store_true",
+                     help="rematerialize everything, even what is up to date")
     run.add_argument("--log-level", default="INFO",
                      help="log level of the assets on the terminal (DEBUG, INFO, WARNING)")
     run.set_defaults(func=_run)
@@ -115,11 +118,11 @@ def _run(args: argparse.Namespace) -> int:
         if added:
             print(f"added {len(added)} run partition(s)")
         # With --runs, the new runs are matched against the templates the others were built
-        # with and scored by the persisted model; a full run retrains both on every run and
-        # rebuilds every run's features and predictions.
+        # with and scored by the persisted model, even if those are stale; without it, stale
+        # templates and models are retrained (and what depends on them rebuilt).
         reuse = {DRAIN_TEMPLATES, ANOMALY_MODEL} if args.runs else set()
         outcomes = materialize_all(defs(), instance, runs, log_level=args.log_level.upper(),
-                                   reuse=reuse)
+                                   reuse=reuse, force=args.force)
     _summary(outcomes, runs, warehouse, time.perf_counter() - started)
     return 0 if all(o.success for o in outcomes) else 1
 
@@ -137,7 +140,8 @@ def _summary(outcomes: list, runs: Sequence[str], warehouse: str, seconds: float
     failed = [o for o in outcomes if not o.success]
     print()
     print(f"done in {seconds:.1f} s: {len(runs)} runs, {len(outcomes)} Dagster runs, "
-          f"{len(failed)} failed")
+          f"{len(failed)} failed" + ("" if outcomes else " (everything was up to date; "
+                                     "--force rematerializes anyway)"))
     for asset, rows in totals.items():
         print(f"  {asset:<24} {rows:>12,} rows")
     for o in failed:

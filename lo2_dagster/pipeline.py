@@ -1,4 +1,5 @@
-"""The main job, headless: materialize the whole asset graph into a persistent Dagster instance.
+"""The main job, headless: bring the whole asset graph up to date in a persistent Dagster
+instance, materializing only what is missing or stale (``force``: everything).
 
 The graph is cut into stages: a run of per-run (partitioned) assets, then the assets that
 depend on all runs, then per-run assets downstream of those, and so on. Each per-run stage is
@@ -17,6 +18,9 @@ from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 from dagster._core.execution.plan.objects import StepFailureData
 
 from lo2_dagster.defs.ingest.partitions import RUNS
+from lo2_dagster.defs.keys import TRAINING_SET
+from lo2_dagster.defs.model.assets import training_set_is_current
+from lo2_dagster.versions import StaleStatus, describe, stale_status
 
 
 @dataclass(frozen=True)
@@ -74,12 +78,17 @@ def materialize_all(
     report: Callable[[str], object] = print,
     log_level: str = "INFO",
     reuse: Collection[dg.AssetKey] = (),
+    force: bool = False,
 ) -> list[Outcome]:
-    """Materialize every asset for ``runs`` (per-run assets) and once (the others).
+    """Materialize what is missing or stale, for ``runs`` (per-run assets) and once (the
+    others), as the UI's "Materialize unsynced" would; ``force``: everything.
 
+    The source files are observed first (a changed run folder or allowlist makes what reads it
+    stale). Within a stage, a run's assets are materialized, then their staleness is looked at
+    again: a downstream asset is rewritten only if its inputs' data actually changed.
     Whole-dataset assets in ``reuse`` are kept as they are when already materialized (trained
     state that other runs were built with, e.g. the Drain templates when only some runs are
-    processed); they are materialized only if they do not exist yet.
+    processed).
     """
     graph = defs.resolve_asset_graph()
     other = [k.to_user_string() for k in graph.materializable_asset_keys
@@ -90,46 +99,94 @@ def materialize_all(
     outcomes: list[Outcome] = []
     failed_runs: set[str] = set()
     failed_stage: str | None = None
-    observable = tuple(k for k in graph.toposorted_asset_keys if graph.get(k).is_observable)
-    if observable:  # source files (the FP allowlist): record their current content's version
-        names = ", ".join(k.to_user_string() for k in observable)
-        report(f"[observe]: {names} ...")
-        outcome = _execute(job, instance, observable, None, log_level)
-        outcomes.append(outcome)
-        report(f"  {_describe(outcome)}")
-        if not outcome.success:
-            failed_stage = names
+    _observe(defs, instance, runs, report)
     for stage in plan_stages(graph):
         names = ", ".join(k.to_user_string() for k in stage.keys)
         if failed_stage:
             report(f"skip {names}: {failed_stage} failed")
             continue
-        if not stage.partitioned:
-            kept = [k for k in stage.keys
-                    if k in reuse and instance.get_latest_materialization_event(k) is not None]
-            for key in kept:
-                report(f"[all runs]: keep {key.to_user_string()} (already materialized; "
-                       "a run without --runs retrains it)")
-            stage = Stage(False, tuple(k for k in stage.keys if k not in kept))
-            if not stage.keys:
-                continue
-            names = ", ".join(k.to_user_string() for k in stage.keys)
         partitions: list[str | None] = list(runs) if stage.partitioned else [None]
-        for i, partition in enumerate(partitions, 1):
+        up_to_date = []
+        for partition in partitions:
             if partition in failed_runs:
                 report(f"  skip {partition}: an earlier stage failed for it")
                 continue
-            where = f"[{i}/{len(partitions)}] {partition}" if partition else "[all runs]"
-            report(f"{where}: {names} ...")
-            outcome = _execute(job, instance, stage.keys, partition, log_level)
-            outcomes.append(outcome)
-            report(f"  {_describe(outcome)}")
-            if not outcome.success:
-                if partition is None:
-                    failed_stage = names  # everything after depends on the whole dataset
-                else:
-                    failed_runs.add(partition)
+            where = partition or "all runs"
+            done: set[dg.AssetKey] = set()
+            while True:  # until nothing in the stage is missing or stale for this partition
+                todo = _todo(instance, graph, stage.keys, partition, force, reuse, done, report)
+                if not todo:
+                    break
+                report(f"[{where}]: {', '.join(k.to_user_string() for k in todo)} ...")
+                outcome = _execute(job, instance, tuple(todo), partition, log_level)
+                outcomes.append(outcome)
+                report(f"  {_describe(outcome)}")
+                done.update(todo)
+                if not outcome.success:
+                    if partition is None:
+                        failed_stage = names  # everything after depends on the whole dataset
+                    else:
+                        failed_runs.add(partition)
+                    break
+            if not done:
+                up_to_date.append(where)
+        if up_to_date:
+            shown = ", ".join(up_to_date[:3]) + (" ..." if len(up_to_date) > 3 else "")
+            report(f"[{names}]: up to date for {len(up_to_date)} of {len(partitions)} "
+                   f"({shown}): skipped")
     return outcomes
+
+
+def _observe(defs: dg.Definitions, instance: dg.DagsterInstance, runs: Sequence[str],
+             report: Callable[[str], object]) -> None:
+    """Record the source files' current signatures (what the sensor does while the daemon
+    runs), so that staleness follows the files."""
+    from lo2_dagster.defs.ingest.sensors import observe_sources
+
+    resources = defs.resources
+    if "lo2_root" not in resources or "fp_allowlist" not in resources:
+        return
+    changed = observe_sources(instance, resources["lo2_root"], resources["fp_allowlist"],
+                              list(runs))
+    if changed:
+        names = sorted({e.asset_key.to_user_string() + (f"[{e.partition}]" if e.partition
+                                                         else "") for e in changed})
+        report(f"[observe]: new or changed: {', '.join(names[:5])}"
+               f"{' ...' if len(names) > 5 else ''} ({len(names)})")
+    else:
+        report("[observe]: source files unchanged since last observed")
+
+
+def _todo(instance: dg.DagsterInstance, graph: AssetGraph, keys: Sequence[dg.AssetKey],
+          partition: str | None, force: bool, reuse: Collection[dg.AssetKey],
+          done: set[dg.AssetKey], report: Callable[[str], object]) -> list[dg.AssetKey]:
+    """The stage's assets to materialize for ``partition`` now: missing or stale ones (all of
+    them with ``force``), except those already done in this stage and reused ones."""
+    pending = [k for k in keys if k not in done]
+    if force:
+        return [k for k in pending if not (k in reuse and _exists(instance, k))]
+    todo = []
+    statuses = stale_status(instance, graph, [(k, partition) for k in pending])
+    for key in pending:
+        status, causes = statuses[(key, partition)]
+        if key == TRAINING_SET and status == StaleStatus.FRESH and \
+                not training_set_is_current(instance):
+            status = StaleStatus.STALE  # past 100 runs Dagster cannot tell: compare ourselves
+        if status == StaleStatus.FRESH:
+            continue
+        if key in reuse and status == StaleStatus.STALE:
+            report(f"[all runs]: keep {key.to_user_string()} (already materialized; "
+                   "a run without --runs retrains it)")
+            continue
+        if causes and partition is None:
+            report(f"[all runs]: {key.to_user_string()} is stale: {describe(causes[0])}"
+                   + (f" (+{len(causes) - 1} more)" if len(causes) > 1 else ""))
+        todo.append(key)
+    return todo
+
+
+def _exists(instance: dg.DagsterInstance, key: dg.AssetKey) -> bool:
+    return instance.get_latest_materialization_event(key) is not None
 
 
 def _execute(

@@ -6,39 +6,54 @@ import dagster as dg
 
 from lo2_dagster import settings
 from lo2_dagster.definitions import defs
+from lo2_dagster.defs.ingest.partitions import BACKFILL_POLICY
 
 ENHANCED_CHECKS = ["drain_ids_known", "no_row_lost", "schema_matches_seed", "seq_id_not_null"]
 
 # Keys, deps, groups, partitioning and code versions: a rename or a lost edge shows up here.
+PER_RUN = "on_new_or_changed_data"
+RETRAIN = "on_retrain_cron(0 3 * * 0)"
 GRAPH = {
-    "lo2/raw_events": {"deps": [], "group": "ingest", "partitions": "lo2_runs",
-                       "code_version": "parser-1", "checks": ["every_line_accounted_for"]},
+    "lo2/run_logs": {"deps": [], "group": "ingest", "partitions": "lo2_runs",
+                     "code_version": None, "checks": [], "automation": None},
+    "lo2/raw_events": {"deps": ["lo2/run_logs"], "group": "ingest", "partitions": "lo2_runs",
+                       "code_version": "parser-1", "checks": ["every_line_accounted_for"],
+                       "automation": PER_RUN},
     "lo2/raw_sequences": {"deps": ["lo2/raw_events"], "group": "ingest",
-                          "partitions": "lo2_runs", "code_version": "1", "checks": []},
+                          "partitions": "lo2_runs", "code_version": "1", "checks": [],
+                          "automation": PER_RUN},
     "lo2/fp_allowlist": {"deps": [], "group": "features", "partitions": None,
-                         "code_version": None, "checks": []},
+                         "code_version": None, "checks": [], "automation": None},
     "lo2/message_counts": {"deps": ["lo2/raw_events"], "group": "features",
-                           "partitions": "lo2_runs", "code_version": "enhancer-1", "checks": []},
+                           "partitions": "lo2_runs", "code_version": "enhancer-1", "checks": [],
+                           "automation": PER_RUN},
     "lo2/drain_templates": {"deps": ["lo2/message_counts"], "group": "features",
-                            "partitions": None, "code_version": "drain-1", "checks": []},
+                            "partitions": None, "code_version": "drain-1", "checks": [],
+                            "automation": RETRAIN},
     "lo2/events_enhanced": {
         "deps": ["lo2/drain_templates", "lo2/fp_allowlist", "lo2/raw_events"],
         "group": "features", "partitions": "lo2_runs", "code_version": "enhancer-1",
-        "checks": ENHANCED_CHECKS},
+        "checks": ENHANCED_CHECKS, "automation": PER_RUN},
     "lo2/sequences_enhanced": {
         "deps": ["lo2/drain_templates", "lo2/events_enhanced", "lo2/fp_allowlist",
                  "lo2/raw_sequences"],
         "group": "features", "partitions": "lo2_runs", "code_version": "enhancer-1",
-        "checks": ENHANCED_CHECKS},
+        "checks": ENHANCED_CHECKS, "automation": PER_RUN},
     "lo2/enhanced_exports": {
         "deps": ["lo2/events_enhanced", "lo2/sequences_enhanced"], "group": "features",
-        "partitions": None, "code_version": "1", "checks": []},
-    "lo2/anomaly_model": {
+        "partitions": None, "code_version": "1", "checks": [], "automation": RETRAIN},
+    "lo2/training_set": {
         "deps": ["lo2/sequences_enhanced"], "group": "model", "partitions": None,
-        "code_version": "model-1", "checks": ["holdout_test_case_roc_auc_above_floor"]},
+        "code_version": "fingerprint-1", "checks": [], "automation": "on_any_run_changed"},
+    "lo2/anomaly_model": {
+        "deps": ["lo2/drain_templates", "lo2/sequences_enhanced", "lo2/training_set"],
+        "group": "model", "partitions": None, "code_version": "model-1",
+        "checks": ["holdout_test_case_roc_auc_above_floor"],
+        "automation": "on_retrain_cron(0 3 * * 0)_or_new_templates"},
     "lo2/predictions": {
         "deps": ["lo2/anomaly_model", "lo2/sequences_enhanced"], "group": "detect",
-        "partitions": "lo2_runs", "code_version": "predict-1", "checks": []},
+        "partitions": "lo2_runs", "code_version": "predict-1", "checks": [],
+        "automation": PER_RUN},
 }
 
 
@@ -53,6 +68,8 @@ def snapshot(definitions: dg.Definitions) -> dict:
             "partitions": getattr(node.partitions_def, "name", None),
             "code_version": node.code_version,
             "checks": sorted(c.name for c in node.check_keys),
+            "automation": node.automation_condition.get_label()
+            if node.automation_condition else None,
         }
     return out
 
@@ -67,11 +84,32 @@ def test_every_asset_is_described_and_owned():
         assert spec.owners and spec.kinds, spec.key
 
 
-def test_jobs_sensors_and_resources():
+def test_per_run_assets_batch_backfills_and_training_is_pooled():
+    graph = defs().resolve_asset_graph()
+    for key in graph.materializable_asset_keys:
+        node = graph.get(key)
+        if node.is_partitioned:  # every per-run asset: many runs per Dagster run
+            assert node.backfill_policy == BACKFILL_POLICY, key
+            assert node.backfill_policy.max_partitions_per_run == 25
+    pools = {k.to_user_string(): graph.get(k).pools for k in graph.materializable_asset_keys}
+    assert pools["lo2/anomaly_model"] == pools["lo2/drain_templates"] == {"lo2_training"}
+
+
+def test_jobs_schedules_sensors_and_resources():
     d = defs()
-    assert {j.name for j in d.resolve_all_job_defs()} >= {"lo2_ingest"}
+    jobs = {j.name: j for j in d.resolve_all_job_defs()}
+    assert {"lo2_ingest", "lo2_training", "lo2_rescore"} <= set(jobs)
+    selected = {name: sorted(k.to_user_string() for k in jobs[name].asset_layer.selected_asset_keys)
+                for name in ("lo2_ingest", "lo2_training", "lo2_rescore")}
+    assert selected == {
+        "lo2_ingest": ["lo2/events_enhanced", "lo2/message_counts", "lo2/predictions",
+                       "lo2/raw_events", "lo2/raw_sequences", "lo2/sequences_enhanced"],
+        "lo2_training": ["lo2/anomaly_model", "lo2/drain_templates", "lo2/training_set"],
+        "lo2_rescore": ["lo2/predictions"],
+    }
     sensors = d.get_repository_def().sensor_defs
-    assert [s.name for s in sensors if not s.name.startswith("__")] == ["lo2_new_runs"]
+    assert sorted(s.name for s in sensors) == ["lo2_automation", "lo2_source_files"]
+    assert [s.name for s in d.get_repository_def().schedule_defs] == ["lo2_catch_up"]
     assert set(d.resources) == {"lo2_root", "fp_allowlist", "warehouse", "io_manager",
                                 "drain_store", "model_store"}
 

@@ -46,8 +46,9 @@ def ingest(definitions, instance, run, **raw_events_config) -> dg.ExecuteInProce
     instance.add_dynamic_partitions(RUNS.name, [run])
     config = {"ops": {"lo2__raw_events": {"config": raw_events_config}}} if raw_events_config \
         else None
-    return definitions.resolve_job_def("lo2_ingest").execute_in_process(
-        partition_key=run, instance=instance, run_config=config, raise_on_error=False)
+    return definitions.resolve_implicit_global_asset_job_def().execute_in_process(
+        partition_key=run, instance=instance, run_config=config, raise_on_error=False,
+        asset_selection=[RAW_EVENTS, RAW_SEQUENCES])
 
 
 def data_version(instance, key, run) -> str:

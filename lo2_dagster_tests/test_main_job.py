@@ -37,9 +37,9 @@ def test_synth_then_run_end_to_end(tmp_path):
     result = cli("run", "--root", str(data), "--warehouse", str(warehouse), env=env)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "light-oauth2-data-1900000000 has no test-case folders" in result.stdout
-    # observe the allowlist, 3 x raw, templates, 2 x enhanced (the bad run is skipped),
-    # exports + model, 2 x predictions
-    assert "3 runs, 10 Dagster runs, 1 failed" in result.stdout
+    # 3 x raw, templates, 2 x enhanced (the bad run is skipped), exports + training set +
+    # model, 2 x predictions
+    assert "3 runs, 9 Dagster runs, 1 failed" in result.stdout
     assert "skip light-oauth2-data-1900000000: an earlier stage failed for it" in result.stdout
     for run in runs:
         events = pl.read_parquet(warehouse / "lo2" / "raw_events" / f"{run}.parquet")
@@ -70,23 +70,50 @@ def test_synth_then_run_end_to_end(tmp_path):
                 *runs, "light-oauth2-data-1900000000"}
             done = instance.get_materialized_partitions(dg.AssetKey(["lo2", "raw_sequences"]))
             assert done == set(runs)
-            assert len(instance.get_run_records()) == 10
+            assert len(instance.get_run_records()) == 9
     finally:
         if saved is None:
             os.environ.pop("DAGSTER_HOME")
         else:
             os.environ["DAGSTER_HOME"] = saved
 
-    # Only the good runs, by name: success.
+    # Only the good runs, by name, nothing changed: nothing is rewritten, and it says so.
+    files = sorted(warehouse.rglob("*.*"))
+    written = {p: p.stat().st_mtime_ns for p in files}
     again = cli("run", "--root", str(data), "--warehouse", str(warehouse), "--runs", *runs,
                 env=env)
     assert again.returncode == 0, again.stdout + again.stderr
-    # With --runs the templates the other runs were built with are kept, not retrained.
-    assert "keep lo2/drain_templates (already materialized" in again.stdout
-    # ... and the model is kept too: the runs are scored by it, not retrained on.
-    assert "keep lo2/anomaly_model (already materialized" in again.stdout
+    assert "2 runs, 0 Dagster runs, 0 failed (everything was up to date" in again.stdout
+    assert "source files unchanged since last observed" in again.stdout
+    assert "[lo2/raw_events, lo2/message_counts, lo2/raw_sequences]: up to date for 2 of 2" \
+        in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in files} == written
+
+    # One log file of the first run changes: that run's chain is rewritten, the other run's
+    # files are not; with --runs the templates and the model are kept even though stale.
+    log = data / "logs" / runs[0] / "correct" / "light-oauth2-oauth2-token-1.log"
+    log.write_text(log.read_text() + "2024-06-28 16:59:59.999 [XNIO-1 task-2]  abc DEBUG "
+                   "c.n.o.t.h.Oauth2TokenPostHandler handleRequest - an extra line\n")
+    changed = cli("run", "--root", str(data), "--warehouse", str(warehouse), "--runs", *runs,
+                  env=env)
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert f"[observe]: new or changed: lo2/run_logs[{runs[0]}] (1)" in changed.stdout
+    assert "keep lo2/drain_templates (already materialized" in changed.stdout
+    assert "keep lo2/anomaly_model (already materialized" in changed.stdout
     assert model_yml.read_text() == trained
-    assert "2 runs, 8 Dagster runs, 0 failed" in again.stdout
+    rewritten = {p for p in files if p.stat().st_mtime_ns != written[p]}
+    per_run = {p for p in rewritten if p.suffix == ".parquet" and p.parent.parent.name == "lo2"}
+    assert {p.stem for p in per_run} == {runs[0]}
+    assert {p.parent.name for p in per_run} == {
+        "raw_events", "raw_sequences", "message_counts", "events_enhanced",
+        "sequences_enhanced", "predictions"}
+    assert warehouse / "lo2" / "training_set.parquet" in rewritten
+    assert "lo2/enhanced_exports is stale: lo2/events_enhanced" in changed.stdout
+
+    # --force rewrites everything, the model included (retrained on the same data: same bytes).
+    forced = cli("run", "--root", str(data), "--warehouse", str(warehouse), "--force", env=env)
+    assert "3 runs, 9 Dagster runs, 1 failed" in forced.stdout, forced.stdout
+    assert all(p.stat().st_mtime_ns != written[p] for p in files if p.suffix == ".parquet")
 
 
 def test_run_without_runs_says_what_to_do(tmp_path):

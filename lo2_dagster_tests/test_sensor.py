@@ -1,53 +1,107 @@
-"""The discovery sensor: new run folders become partitions and ingest requests, once."""
+"""The source-files sensor: new run folders become partitions; new and changed run folders and
+allowlist edits become observations (whose data versions drive staleness and automation)."""
+
+import os
 
 import dagster as dg
 
 from lo2_dagster.definitions import defs
-from lo2_dagster.defs.ingest.jobs import INGEST_JOB_NAME
 from lo2_dagster.defs.ingest.partitions import RUNS
-from lo2_dagster.defs.ingest.sensors import SENSOR_NAME, ingest_run_key, lo2_new_runs
-from lo2_dagster.defs.resources import Lo2Root
+from lo2_dagster.defs.ingest.sensors import SENSOR_NAME, lo2_source_files
+from lo2_dagster.defs.keys import FP_ALLOWLIST, RUN_LOGS
+from lo2_dagster.defs.resources import FpAllowlistFile, Lo2Root
 from lo2_dagster_tests.conftest import RUN
 
 RUN_2 = "light-oauth2-data-1719610000"
 RUN_3 = "light-oauth2-data-1719620000"
 
 
-def evaluate(instance, root, cursor=None) -> dg.SensorResult:
-    context = dg.build_sensor_context(instance=instance, cursor=cursor,
-                                      resources={"lo2_root": Lo2Root(path=str(root))})
-    return lo2_new_runs(context)
+def evaluate(instance, root, cursor=None, allowlist=None) -> dg.SensorResult:
+    allowlist = allowlist or root / "fp_allowlist.toml"
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={
+        "lo2_root": Lo2Root(path=str(root)), "fp_allowlist": FpAllowlistFile(path=str(allowlist))})
+    return lo2_source_files(context)
 
 
 def apply(instance, result: dg.SensorResult) -> None:
-    """What the daemon does with a result: add the requested partitions."""
+    """What the daemon does with a result: record the events, add the partitions."""
+    for event in result.asset_events or []:
+        instance.report_runless_asset_event(event)
     for request in result.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
 
 
-def test_new_runs_become_partitions_and_requests_once(write_run):
+def observed(result: dg.SensorResult) -> list[tuple[str, str | None]]:
+    return [(e.asset_key.to_user_string(), e.partition) for e in result.asset_events or []]
+
+
+def test_new_runs_become_partitions_and_observations_once(write_run):
     root = write_run({("correct", "token"): "x"})
     write_run({("correct", "token"): "x"}, run=RUN_2)
     with dg.DagsterInstance.ephemeral() as instance:
         first = evaluate(instance, root)
-        assert [r.partition_key for r in first.run_requests] == [RUN, RUN_2]
-        assert [r.run_key for r in first.run_requests] == [ingest_run_key(RUN),
-                                                           ingest_run_key(RUN_2)]
+        assert not first.run_requests  # the automation sensor materializes; this one observes
         [add] = first.dynamic_partitions_requests
         assert (add.partitions_def_name, list(add.partition_keys)) == (RUNS.name, [RUN, RUN_2])
+        assert observed(first) == [("lo2/run_logs", RUN), ("lo2/run_logs", RUN_2),
+                                   ("lo2/fp_allowlist", None)]
+        versions = {e.partition: e.tags["dagster/data_version"] for e in first.asset_events}
+        assert len(set(versions.values())) == 3  # each run its own signature
         apply(instance, first)
 
-        # Nothing new: nothing requested, whether or not the cursor is kept.
+        # Nothing new or changed: a skip, with or without the cursor (the partitions exist).
         again = evaluate(instance, root, first.cursor)
-        assert not again.run_requests and not again.dynamic_partitions_requests
-        assert "No new run folders" in again.skip_reason.skip_message
-        assert not evaluate(instance, root).run_requests  # partitions alone suffice
+        assert not again.asset_events and not again.dynamic_partitions_requests
+        assert "No new or changed run folders" in again.skip_reason.skip_message
 
-        # A third run arrives: only it is requested.
+        # One file of one run rewritten: only that run is observed again, with a new version.
+        log = next((root / "logs" / RUN_2 / "correct").iterdir())
+        log.write_text("y")
+        changed = evaluate(instance, root, again.cursor)
+        assert observed(changed) == [("lo2/run_logs", RUN_2)]
+        assert changed.asset_events[0].tags["dagster/data_version"] != versions[RUN_2]
+        assert not changed.dynamic_partitions_requests
+
+        # A third run arrives: only it is added and observed.
         write_run({("correct", "token"): "x"}, run=RUN_3)
-        third = evaluate(instance, root, again.cursor)
-        assert [r.partition_key for r in third.run_requests] == [RUN_3]
+        third = evaluate(instance, root, changed.cursor)
         assert list(third.dynamic_partitions_requests[0].partition_keys) == [RUN_3]
+        assert observed(third) == [("lo2/run_logs", RUN_3)]
+
+
+def test_an_allowlist_edit_is_observed_once(write_run, tmp_path):
+    root = write_run({("correct", "token"): "x"})
+    allowlist = tmp_path / "allow.toml"
+    allowlist.write_text("")
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = evaluate(instance, root, allowlist=allowlist)
+        apply(instance, first)
+        assert ("lo2/fp_allowlist", None) in observed(first)
+        assert not evaluate(instance, root, first.cursor, allowlist).asset_events
+        allowlist.write_text('[[event]]\nname = "x"\nmessage = "y"\nreason = "z"\n')
+        edited = evaluate(instance, root, first.cursor, allowlist)
+        assert observed(edited) == [("lo2/fp_allowlist", None)]
+        apply(instance, edited)
+        record = instance.get_latest_data_version_record(FP_ALLOWLIST)
+        assert record.asset_observation.tags["dagster/data_version"] == \
+            edited.asset_events[0].tags["dagster/data_version"]
+
+
+def test_touching_a_file_changes_the_signature_not_the_partitions(write_run):
+    root = write_run({("correct", "token"): "x"})
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = evaluate(instance, root)
+        apply(instance, first)
+        log = next((root / "logs" / RUN / "correct").iterdir())
+        stat = log.stat()
+        os.utime(log, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        touched = evaluate(instance, root, first.cursor)
+        assert observed(touched) == [("lo2/run_logs", RUN)]
+        apply(instance, touched)
+        versions = [r.asset_observation.tags["dagster/data_version"] for r in
+                    instance.fetch_observations(dg.AssetRecordsFilter(
+                        asset_key=RUN_LOGS, asset_partitions=[RUN]), limit=10).records]
+        assert len(versions) == 2 and versions[0] != versions[1]
 
 
 def test_partition_deleted_by_hand_is_not_readded(write_run):
@@ -56,7 +110,8 @@ def test_partition_deleted_by_hand_is_not_readded(write_run):
         first = evaluate(instance, root)
         apply(instance, first)
         instance.delete_dynamic_partition(RUNS.name, RUN)
-        assert not evaluate(instance, root, first.cursor).run_requests
+        again = evaluate(instance, root, first.cursor)
+        assert not again.dynamic_partitions_requests and not again.asset_events
 
 
 def test_run_being_copied_waits_until_it_has_logs(write_run):
@@ -64,24 +119,27 @@ def test_run_being_copied_waits_until_it_has_logs(write_run):
     (root / "logs" / RUN_2 / "correct").mkdir(parents=True)  # created, nothing copied yet
     with dg.DagsterInstance.ephemeral() as instance:
         first = evaluate(instance, root)
-        assert [r.partition_key for r in first.run_requests] == [RUN]
+        assert list(first.dynamic_partitions_requests[0].partition_keys) == [RUN]
         apply(instance, first)
         waiting = evaluate(instance, root, first.cursor)
-        assert not waiting.run_requests and f"waiting for logs in {RUN_2}" in \
+        assert not waiting.dynamic_partitions_requests and f"waiting for logs in {RUN_2}" in \
             waiting.skip_reason.skip_message
         write_run({("correct", "token"): "x"}, run=RUN_2)  # the copy has arrived
         ready = evaluate(instance, root, waiting.cursor)
-        assert [r.partition_key for r in ready.run_requests] == [RUN_2]
+        assert list(ready.dynamic_partitions_requests[0].partition_keys) == [RUN_2]
 
 
 def test_missing_root_skips_with_the_reason(tmp_path):
     with dg.DagsterInstance.ephemeral() as instance:
         result = evaluate(instance, tmp_path / "nowhere")
-    assert not result.run_requests
+    assert not result.dynamic_partitions_requests
     assert "does not exist" in result.skip_reason.skip_message
 
 
-def test_sensor_runs_by_default_and_targets_the_ingest_job():
-    sensor = defs().resolve_sensor_def(SENSOR_NAME)
-    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert sensor.job_name == INGEST_JOB_NAME
+def test_both_sensors_run_by_default():
+    definitions = defs()
+    assert definitions.resolve_sensor_def(SENSOR_NAME).default_status == \
+        dg.DefaultSensorStatus.RUNNING
+    automation = definitions.resolve_sensor_def("lo2_automation")
+    assert automation.default_status == dg.DefaultSensorStatus.RUNNING
+    assert isinstance(automation, dg.AutomationConditionSensorDefinition)

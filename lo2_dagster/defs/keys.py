@@ -1,10 +1,11 @@
-"""Asset keys, check names and owners, defined once: keys mirror the warehouse layout."""
+"""Asset keys, check names, owners and pools, defined once: keys mirror the warehouse layout."""
 
 import dagster as dg
 
 PREFIX = "lo2"
 OWNERS = ["team:lo2"]
 
+RUN_LOGS = dg.AssetKey([PREFIX, "run_logs"])
 RAW_EVENTS = dg.AssetKey([PREFIX, "raw_events"])
 RAW_SEQUENCES = dg.AssetKey([PREFIX, "raw_sequences"])
 
@@ -15,6 +16,7 @@ EVENTS_ENHANCED = dg.AssetKey([PREFIX, "events_enhanced"])
 SEQUENCES_ENHANCED = dg.AssetKey([PREFIX, "sequences_enhanced"])
 ENHANCED_EXPORTS = dg.AssetKey([PREFIX, "enhanced_exports"])
 
+TRAINING_SET = dg.AssetKey([PREFIX, "training_set"])
 ANOMALY_MODEL = dg.AssetKey([PREFIX, "anomaly_model"])
 PREDICTIONS = dg.AssetKey([PREFIX, "predictions"])
 
@@ -24,3 +26,6 @@ ROWS_KEPT_CHECK = "no_row_lost"
 SEQ_ID_CHECK = "seq_id_not_null"
 DRAIN_IDS_CHECK = "drain_ids_known"
 MODEL_GATE_CHECK = "holdout_test_case_roc_auc_above_floor"
+
+#: Concurrency pool of the assets that train on every run (dagster.yaml: one at a time).
+TRAINING_POOL = "lo2_training"

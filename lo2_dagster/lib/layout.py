@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,3 +139,15 @@ def _add_test_case(result: RunFiles, case_dir: Path) -> None:
             result.files.append(LogFile(present[service], case_dir.name, service))
         else:
             result.missing.append(f"{case_dir.name}/{service_file_name(service)}")
+
+
+def run_signature(root: Path, run: str) -> str:
+    """A cheap fingerprint of a run folder's log files (name, size, modification time; no
+    content read): it changes when a file is added, removed, rewritten or touched. Reading a
+    changed run tells whether its content changed too (the raw events' data version)."""
+    digest = hashlib.sha256()
+    for log in run_files(root, run).files:
+        stat = log.path.stat()
+        digest.update(f"{log.test_case}/{log.path.name}\t{stat.st_size}\t{stat.st_mtime_ns}\n"
+                      .encode())
+    return digest.hexdigest()[:32]

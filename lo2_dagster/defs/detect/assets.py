@@ -3,8 +3,9 @@
 import dagster as dg
 from upath import UPath
 
+from lo2_dagster.defs.automation import on_new_or_changed_data
 from lo2_dagster.defs.features.assets import templates_used
-from lo2_dagster.defs.ingest.partitions import RUNS, run_key
+from lo2_dagster.defs.ingest.partitions import BACKFILL_POLICY, RUNS, RunPart, materialize_runs
 from lo2_dagster.defs.keys import ANOMALY_MODEL, OWNERS, PREDICTIONS, SEQUENCES_ENHANCED
 from lo2_dagster.lib.model import (
     BATCH_ROWS,
@@ -14,7 +15,7 @@ from lo2_dagster.lib.model import (
     top_test_cases,
 )
 from lo2_dagster.meta import column_schema, table
-from lo2_dagster.storage import iter_parquet
+from lo2_dagster.storage import Warehouse, iter_parquet
 
 GROUP = "detect"
 
@@ -43,6 +44,8 @@ class PredictionsConfig(dg.Config):
 @dg.asset(
     key=PREDICTIONS,
     partitions_def=RUNS,
+    backfill_policy=BACKFILL_POLICY,
+    automation_condition=on_new_or_changed_data(),
     ins={"sequences": dg.AssetIn(SEQUENCES_ENHANCED), "model": dg.AssetIn(ANOMALY_MODEL)},
     group_name=GROUP,
     code_version="predict-1",
@@ -57,31 +60,35 @@ class PredictionsConfig(dg.Config):
 def predictions(
     context: dg.AssetExecutionContext,
     config: PredictionsConfig,
-    sequences: UPath,
+    sequences: dict[str, UPath],
     model: ModelBundle,
-) -> dg.Output:
-    run = run_key(context)
-    _usable(context, model, run, config.allow_failed_gate)
-    split = ("training" if run in model.split.training
-             else "holdout" if run in model.split.holdout else "new")
-    frame = predict(model, iter_parquet(sequences, model.columns, BATCH_ROWS), split)
-    flagged_cases = frame.filter("test_case_pred_ano")["test_case"].n_unique()
-    context.log.info(f"{run} ({split}): {int(frame['pred_ano'].sum())} of {len(frame)} "
-                     f"sequences and {flagged_cases} test cases above the threshold "
-                     f"{model.threshold:.4g}")
-    return dg.Output(frame, metadata={
-        "dagster/row_count": len(frame),
-        "dagster/column_schema": column_schema(PREDICTIONS_SCHEMA, PREDICTION_COLUMNS),
-        "split": split,
-        "model": model.model,
-        "model_sha256": model.sha256 or "",
-        "threshold": model.threshold,
-        "predicted_anomalous_sequences": int(frame["pred_ano"].sum()),
-        "suppressed_by_allowlist": int((frame["pred_ano_original"] & ~frame["pred_ano"]).sum()),
-        "predicted_anomalous_test_cases": flagged_cases,
-        "test_cases": frame["test_case"].n_unique(),
-        "top_test_cases": table(top_test_cases(frame, 10)),
-    })
+    warehouse: Warehouse,
+):
+    def one_run(run: str) -> RunPart:
+        _usable(context, model, run, config.allow_failed_gate)
+        split = ("training" if run in model.split.training
+                 else "holdout" if run in model.split.holdout else "new")
+        frame = predict(model, iter_parquet(sequences[run], model.columns, BATCH_ROWS), split)
+        flagged_cases = frame.filter("test_case_pred_ano")["test_case"].n_unique()
+        context.log.info(f"{run} ({split}): {int(frame['pred_ano'].sum())} of {len(frame)} "
+                         f"sequences and {flagged_cases} test cases above the threshold "
+                         f"{model.threshold:.4g}")
+        return RunPart(frame, {
+            "dagster/row_count": len(frame),
+            "dagster/column_schema": column_schema(PREDICTIONS_SCHEMA, PREDICTION_COLUMNS),
+            "split": split,
+            "model": model.model,
+            "model_sha256": model.sha256 or "",
+            "threshold": model.threshold,
+            "predicted_anomalous_sequences": int(frame["pred_ano"].sum()),
+            "suppressed_by_allowlist": int((frame["pred_ano_original"]
+                                            & ~frame["pred_ano"]).sum()),
+            "predicted_anomalous_test_cases": flagged_cases,
+            "test_cases": frame["test_case"].n_unique(),
+            "top_test_cases": table(top_test_cases(frame, 10)),
+        })
+
+    yield from materialize_runs(context, warehouse, one_run)
 
 
 def _usable(context: dg.AssetExecutionContext, model: ModelBundle, run: str,

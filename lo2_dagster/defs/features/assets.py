@@ -7,7 +7,14 @@ import dagster as dg
 import polars as pl
 from upath import UPath
 
-from lo2_dagster.defs.ingest.partitions import ALL_RUNS, RUNS, run_key
+from lo2_dagster.defs.automation import on_new_or_changed_data, on_retrain_cron
+from lo2_dagster.defs.ingest.partitions import (
+    ALL_RUNS,
+    BACKFILL_POLICY,
+    RUNS,
+    RunPart,
+    materialize_runs,
+)
 from lo2_dagster.defs.keys import (
     DRAIN_IDS_CHECK,
     DRAIN_TEMPLATES,
@@ -21,6 +28,7 @@ from lo2_dagster.defs.keys import (
     SCHEMA_CHECK,
     SEQ_ID_CHECK,
     SEQUENCES_ENHANCED,
+    TRAINING_POOL,
 )
 from lo2_dagster.defs.resources import FpAllowlistFile
 from lo2_dagster.lib import templates as drain
@@ -108,6 +116,8 @@ def _per_run_checks(key: dg.AssetKey, schema: str, rows: str) -> list[dg.AssetCh
     key=MESSAGE_COUNTS,
     ins={"events": dg.AssetIn(RAW_EVENTS)},
     partitions_def=RUNS,
+    backfill_policy=BACKFILL_POLICY,
+    automation_condition=on_new_or_changed_data(),
     group_name=GROUP,
     code_version=f"enhancer-{ENHANCER_VERSION}",
     kinds={"polars", "parquet"},
@@ -118,16 +128,20 @@ def _per_run_checks(key: dg.AssetKey, schema: str, rows: str) -> list[dg.AssetCh
         "of runs reads small files instead of every log line again."
     ),
 )
-def message_counts(context: dg.AssetExecutionContext, events: pl.LazyFrame) -> dg.Output:
-    counts = drain.message_counts(events.select("m_message", "m_timestamp"))
-    context.log.info(f"{run_key(context)}: {len(counts):,} distinct normalized messages in "
-                     f"{int(counts['count'].sum()):,} events")
-    return dg.Output(counts, metadata={
-        "dagster/row_count": len(counts),
-        "events": int(counts["count"].sum()),
-        "top_messages": table(counts.pipe(drain.in_training_order).head(20).select(
-            "e_message_normalized", "count")),
-    })
+def message_counts(context: dg.AssetExecutionContext, events: dict[str, pl.LazyFrame],
+                   warehouse: Warehouse):
+    def one_run(run: str) -> RunPart:
+        counts = drain.message_counts(events[run].select("m_message", "m_timestamp"))
+        context.log.info(f"{run}: {len(counts):,} distinct normalized messages in "
+                         f"{int(counts['count'].sum()):,} events")
+        return RunPart(counts, {
+            "dagster/row_count": len(counts),
+            "events": int(counts["count"].sum()),
+            "top_messages": table(counts.pipe(drain.in_training_order).head(20).select(
+                "e_message_normalized", "count")),
+        })
+
+    yield from materialize_runs(context, warehouse, one_run)
 
 
 class DrainTemplatesConfig(dg.Config):
@@ -149,6 +163,8 @@ class DrainTemplatesConfig(dg.Config):
     key=DRAIN_TEMPLATES,
     ins={"counts": dg.AssetIn(MESSAGE_COUNTS, metadata=ALL_RUNS)},
     io_manager_key="drain_store",
+    automation_condition=on_retrain_cron(),
+    pool=TRAINING_POOL,
     group_name=GROUP,
     code_version=f"drain-{ENHANCER_VERSION}",
     kinds={"drain3", "polars"},
@@ -209,6 +225,8 @@ def drain_templates(
 @dg.asset(
     key=EVENTS_ENHANCED,
     partitions_def=RUNS,
+    backfill_policy=BACKFILL_POLICY,
+    automation_condition=on_new_or_changed_data(),
     ins={"events": dg.AssetIn(RAW_EVENTS), "templates": dg.AssetIn(DRAIN_TEMPLATES)},
     deps=[FP_ALLOWLIST],
     group_name=GROUP,
@@ -228,63 +246,70 @@ def drain_templates(
 )
 def events_enhanced(
     context: dg.AssetExecutionContext,
-    events: pl.LazyFrame,
+    events: dict[str, pl.LazyFrame],
     templates: drain.Templates,
     fp_allowlist: FpAllowlistFile,
     warehouse: Warehouse,
 ):
-    run = run_key(context)
     allowlist = _load_allowlist(context, fp_allowlist)
-    started = time.perf_counter()
-    enhanced = enhance_events(events, templates, allowlist)
-    vocabulary = enhanced.vocabulary
-    seen = (
-        vocabulary.group_by("e_event_drain_id").agg(pl.col("lines").sum())
-        .join(templates.table.select("template_id", "template"), how="left",
-              left_on="e_event_drain_id", right_on="template_id")
-        .sort(["lines", "e_event_drain_id"], descending=[True, False])
-    )
     stale_ids = sorted({r.template for r in allowlist.events if r.template} - templates.ids)
     if stale_ids:
         context.log.warning(f"{allowlist.source}: rules name template ids the trained templates "
                             f"do not have ({', '.join(stale_ids)}); they match nothing. Templates "
                             "were retrained? Use a message regex instead.")
-    if enhanced.unmatched_lines:
-        context.log.warning(f"{enhanced.unmatched_lines:,} lines match no trained template "
-                            f"(id {drain.UNMATCHED}): retrain lo2/drain_templates to learn them.")
-    context.log.info(f"{run}: {enhanced.rows:,} events, {len(vocabulary):,} distinct messages, "
-                     f"{len(seen)} templates; streaming to Parquet")
-    yield dg.Output(
-        enhanced.frame,
-        metadata={
-            "dagster/row_count": enhanced.rows,
-            "dagster/column_schema": column_schema(EVENTS_ENHANCED_SCHEMA, EVENT_COLUMNS),
-            "distinct_normalized_messages": len(vocabulary),
-            "templates_seen": len(seen),
-            "unmatched_lines": enhanced.unmatched_lines,
-            "fp_allowlisted_lines": enhanced.allowlisted_lines,
-            "relabelled_lines": enhanced.relabelled_lines,
-            "fp_rule_hits": table(pl.DataFrame(
-                {"rule": list(enhanced.rule_hits), "events": list(enhanced.rule_hits.values())},
-                schema={"rule": pl.String, "events": pl.Int64})),
-            "fp_allowlist_digest": allowlist.digest,
-            TEMPLATES_DIGEST: templates.digest,
-            "top_templates": table(seen.head(20).select(
-                "e_event_drain_id", "template", "lines")),
-        },
-    )
-    raw_rows = events.select(pl.len()).collect().item()
 
-    def rows_kept(rows: int, written: pl.DataFrame) -> tuple[bool, dict[str, int]]:
-        return rows == raw_rows, {"raw_events": raw_rows, "events_enhanced": rows}
+    def one_run(run: str) -> RunPart:
+        started = time.perf_counter()
+        enhanced = enhance_events(events[run], templates, allowlist)
+        vocabulary = enhanced.vocabulary
+        seen = (
+            vocabulary.group_by("e_event_drain_id").agg(pl.col("lines").sum())
+            .join(templates.table.select("template_id", "template"), how="left",
+                  left_on="e_event_drain_id", right_on="template_id")
+            .sort(["lines", "e_event_drain_id"], descending=[True, False])
+        )
+        if enhanced.unmatched_lines:
+            context.log.warning(f"{run}: {enhanced.unmatched_lines:,} lines match no trained "
+                                f"template (id {drain.UNMATCHED}): retrain lo2/drain_templates "
+                                "to learn them.")
+        context.log.info(f"{run}: {enhanced.rows:,} events, {len(vocabulary):,} distinct "
+                         f"messages, {len(seen)} templates; streaming to Parquet")
+        raw_rows = events[run].select(pl.len()).collect().item()
 
-    yield from _check_written(context, warehouse.path_for(EVENTS_ENHANCED, run),
-                              EVENTS_ENHANCED_SCHEMA, templates, rows_kept, started)
+        def rows_kept(rows: int, written: pl.DataFrame) -> tuple[bool, dict[str, int]]:
+            return rows == raw_rows, {"raw_events": raw_rows, "events_enhanced": rows}
+
+        return RunPart(
+            enhanced.frame,
+            {
+                "dagster/row_count": enhanced.rows,
+                "dagster/column_schema": column_schema(EVENTS_ENHANCED_SCHEMA, EVENT_COLUMNS),
+                "distinct_normalized_messages": len(vocabulary),
+                "templates_seen": len(seen),
+                "unmatched_lines": enhanced.unmatched_lines,
+                "fp_allowlisted_lines": enhanced.allowlisted_lines,
+                "relabelled_lines": enhanced.relabelled_lines,
+                "fp_rule_hits": table(pl.DataFrame(
+                    {"rule": list(enhanced.rule_hits),
+                     "events": list(enhanced.rule_hits.values())},
+                    schema={"rule": pl.String, "events": pl.Int64})),
+                "fp_allowlist_digest": allowlist.digest,
+                TEMPLATES_DIGEST: templates.digest,
+                "top_templates": table(seen.head(20).select(
+                    "e_event_drain_id", "template", "lines")),
+            },
+            checks=lambda path, _: _check_written(context, run, path, EVENTS_ENHANCED_SCHEMA,
+                                                  templates, rows_kept, started),
+        )
+
+    yield from materialize_runs(context, warehouse, one_run)
 
 
 @dg.asset(
     key=SEQUENCES_ENHANCED,
     partitions_def=RUNS,
+    backfill_policy=BACKFILL_POLICY,
+    automation_condition=on_new_or_changed_data(),
     ins={"sequences": dg.AssetIn(RAW_SEQUENCES), "events": dg.AssetIn(EVENTS_ENHANCED),
          "templates": dg.AssetIn(DRAIN_TEMPLATES)},
     deps=[FP_ALLOWLIST],
@@ -306,41 +331,45 @@ def events_enhanced(
 )
 def sequences_enhanced(
     context: dg.AssetExecutionContext,
-    sequences: pl.DataFrame,
-    events: pl.LazyFrame,
+    sequences: dict[str, pl.LazyFrame],
+    events: dict[str, pl.LazyFrame],
     templates: drain.Templates,
     fp_allowlist: FpAllowlistFile,
     warehouse: Warehouse,
 ):
-    run = run_key(context)
     allowlist = _load_allowlist(context, fp_allowlist)
-    started = time.perf_counter()
-    hits = allowlisted_sequences(sequences, allowlist)
-    yield dg.Output(
-        Batches(SEQUENCES_ENHANCED_SCHEMA, sequence_tables(sequences, events, allowlist),
-                dictionary=SEQUENCES_DICTIONARY_COLUMNS),
-        metadata={
-            "dagster/column_schema": column_schema(SEQUENCES_ENHANCED_SCHEMA,
-                                                   SEQUENCE_COLUMNS),
-            "normal_sequences": int(sequences["normal"].sum()),
-            "anomalous_sequences_original": int(sequences["anomaly"].sum()),
-            "fp_rule_hits": table(pl.DataFrame(
-                {"rule": list(hits), "sequences": list(hits.values())},
-                schema={"rule": pl.String, "sequences": pl.Int64})),
-            "fp_allowlist_digest": allowlist.digest,
-            TEMPLATES_DIGEST: templates.digest,
-        },
-    )
-    event_rows = events.select(pl.len()).collect().item()
 
-    def rows_kept(rows: int, written: pl.DataFrame) -> tuple[bool, dict[str, int]]:
-        seq_len_total = int(written["seq_len"].sum())
-        return rows == len(sequences) and seq_len_total == event_rows, {
-            "raw_sequences": len(sequences), "sequences_enhanced": rows,
-            "events_enhanced": event_rows, "sum_seq_len": seq_len_total}
+    def one_run(run: str) -> RunPart:
+        started = time.perf_counter()
+        raw = sequences[run].collect()
+        hits = allowlisted_sequences(raw, allowlist)
+        event_rows = events[run].select(pl.len()).collect().item()
 
-    yield from _check_written(context, warehouse.path_for(SEQUENCES_ENHANCED, run),
-                              SEQUENCES_ENHANCED_SCHEMA, templates, rows_kept, started)
+        def rows_kept(rows: int, written: pl.DataFrame) -> tuple[bool, dict[str, int]]:
+            seq_len_total = int(written["seq_len"].sum())
+            return rows == len(raw) and seq_len_total == event_rows, {
+                "raw_sequences": len(raw), "sequences_enhanced": rows,
+                "events_enhanced": event_rows, "sum_seq_len": seq_len_total}
+
+        return RunPart(
+            Batches(SEQUENCES_ENHANCED_SCHEMA, sequence_tables(raw, events[run], allowlist),
+                    dictionary=SEQUENCES_DICTIONARY_COLUMNS),
+            {
+                "dagster/column_schema": column_schema(SEQUENCES_ENHANCED_SCHEMA,
+                                                       SEQUENCE_COLUMNS),
+                "normal_sequences": int(raw["normal"].sum()),
+                "anomalous_sequences_original": int(raw["anomaly"].sum()),
+                "fp_rule_hits": table(pl.DataFrame(
+                    {"rule": list(hits), "sequences": list(hits.values())},
+                    schema={"rule": pl.String, "sequences": pl.Int64})),
+                "fp_allowlist_digest": allowlist.digest,
+                TEMPLATES_DIGEST: templates.digest,
+            },
+            checks=lambda path, _: _check_written(context, run, path, SEQUENCES_ENHANCED_SCHEMA,
+                                                  templates, rows_kept, started),
+        )
+
+    yield from materialize_runs(context, warehouse, one_run)
 
 
 def _load_allowlist(context: dg.AssetExecutionContext, fp_allowlist: FpAllowlistFile):
@@ -361,6 +390,7 @@ def _load_allowlist(context: dg.AssetExecutionContext, fp_allowlist: FpAllowlist
 
 def _check_written(
     context: dg.AssetExecutionContext,
+    run: str,
     path: UPath,
     expected: dict[str, pl.DataType],
     templates: drain.Templates,
@@ -373,7 +403,7 @@ def _check_written(
     schema, rows = parquet_facts(path)
     columns = ["seq_id", "e_event_drain_id", *(["seq_len"] if "seq_len" in expected else [])]
     written = read_parquet(path, columns)
-    context.log.info(f"{context.partition_key}: wrote {rows:,} rows of {key.to_user_string()} "
+    context.log.info(f"{run}: wrote {rows:,} rows of {key.to_user_string()} "
                      f"in {time.perf_counter() - started:.1f} s")
     yield _schema_check(key, schema, expected)
     passed, metadata = rows_kept(rows, written)

@@ -5,6 +5,7 @@ import time
 import dagster as dg
 from upath import UPath
 
+from lo2_dagster.defs.automation import on_retrain_cron
 from lo2_dagster.defs.features.assets import GROUP, current_templates
 from lo2_dagster.defs.ingest.partitions import ALL_RUNS
 from lo2_dagster.defs.keys import (
@@ -25,6 +26,7 @@ SEQUENCES_FILE = "lo2_sequences_enhanced.parquet"
     key=ENHANCED_EXPORTS,
     ins={"events": dg.AssetIn(EVENTS_ENHANCED, metadata=ALL_RUNS),
          "sequences": dg.AssetIn(SEQUENCES_ENHANCED, metadata=ALL_RUNS)},
+    automation_condition=on_retrain_cron(),
     group_name=GROUP,
     code_version="1",
     kinds={"parquet"},

@@ -5,13 +5,27 @@ import time
 import dagster as dg
 import polars as pl
 
-from lo2_dagster.defs.ingest.partitions import RUNS, run_key
-from lo2_dagster.defs.keys import LINE_ACCOUNTING_CHECK, OWNERS, RAW_EVENTS, RAW_SEQUENCES
+from lo2_dagster.defs.automation import on_new_or_changed_data
+from lo2_dagster.defs.ingest.partitions import (
+    BACKFILL_POLICY,
+    RUNS,
+    RunPart,
+    materialize_runs,
+    validated,
+)
+from lo2_dagster.defs.keys import (
+    LINE_ACCOUNTING_CHECK,
+    OWNERS,
+    RAW_EVENTS,
+    RAW_SEQUENCES,
+    RUN_LOGS,
+)
 from lo2_dagster.defs.resources import Lo2Root
 from lo2_dagster.lib import loader
-from lo2_dagster.lib.layout import LayoutError
+from lo2_dagster.lib.layout import LayoutError, logs_dir, run_signature
 from lo2_dagster.lib.names import run_start
 from lo2_dagster.meta import bullet_list, column_schema, table
+from lo2_dagster.storage import Warehouse
 
 EVENT_COLUMNS = {
     "row_id": "Row number within the run (test case, service, line order); key with run.",
@@ -31,6 +45,40 @@ SEQUENCE_COLUMNS = {
 }
 
 
+# The run folders themselves, as Dagster sees them: observed (never materialized), with a
+# signature of each run's files as the data version.
+@dg.multi_observable_source_asset(
+    specs=[dg.AssetSpec(
+        RUN_LOGS,
+        partitions_def=RUNS,
+        group_name="ingest",
+        owners=OWNERS,
+        kinds={"files"},
+        description=(
+            "The log files of one LO2 run folder (<LO2 root>/logs/<run>/<test_case>/*.log). "
+            "Observed by the sensor lo2_source_files and by `lo2-dagster run`: the data version "
+            "is a signature of the files' names, sizes and modification times, so a copied, "
+            "edited or touched run makes its raw events stale."
+        ),
+    )],
+    partitions_def=RUNS,
+)
+def run_logs(context: dg.AssetExecutionContext, lo2_root: Lo2Root):
+    """Observe one run folder (UI: Observe); the sensor and the main job observe many at once
+    with the same signature."""
+    run = validated(context.partition_key)
+    try:
+        signature = run_signature(lo2_root.resolve(), run)
+    except LayoutError as e:
+        raise dg.Failure(description=str(e)) from e
+    yield dg.ObserveResult(asset_key=RUN_LOGS, data_version=dg.DataVersion(signature),
+                           metadata=run_folder_metadata(lo2_root, run))
+
+
+def run_folder_metadata(lo2_root: Lo2Root, run: str) -> dict[str, dg.MetadataValue]:
+    return {"run_folder": dg.MetadataValue.path(str(logs_dir(lo2_root.resolve()) / run))}
+
+
 class RawEventsConfig(dg.Config):
     """How a run's files are read."""
 
@@ -40,7 +88,10 @@ class RawEventsConfig(dg.Config):
 
 @dg.asset(
     key=RAW_EVENTS,
+    deps=[RUN_LOGS],
     partitions_def=RUNS,
+    backfill_policy=BACKFILL_POLICY,
+    automation_condition=on_new_or_changed_data(),
     group_name="ingest",
     code_version=f"parser-{loader.PARSER_VERSION}",
     kinds={"polars", "parquet"},
@@ -53,34 +104,36 @@ class RawEventsConfig(dg.Config):
         "The data version is a hash of the run's file contents and the read settings."
     ),
 )
-def raw_events(context: dg.AssetExecutionContext, config: RawEventsConfig, lo2_root: Lo2Root):
-    run = run_key(context)
-    started = time.perf_counter()
-    try:
-        loaded = loader.load_run(
-            lo2_root.resolve(), run, config.trim_lines, progress=context.log.info
+def raw_events(context: dg.AssetExecutionContext, config: RawEventsConfig, lo2_root: Lo2Root,
+               warehouse: Warehouse):
+    def one_run(run: str) -> RunPart:
+        started = time.perf_counter()
+        try:
+            loaded = loader.load_run(
+                lo2_root.resolve(), run, config.trim_lines, progress=context.log.info
+            )
+        except LayoutError as e:
+            raise dg.Failure(description=str(e)) from e
+        totals = loaded.totals()
+        seconds = time.perf_counter() - started
+        _warn_about_oddities(context, loaded, totals)
+        context.log.info(
+            f"{run}: {totals['event']:,} events from {totals['lines']:,} lines in "
+            f"{len(loaded.files)} files ({totals['bytes'] / 1e6:.1f} MB) in {seconds:.1f} s"
         )
-    except LayoutError as e:
-        raise dg.Failure(description=str(e)) from e
-    totals = loaded.totals()
-    seconds = time.perf_counter() - started
-    _warn_about_oddities(context, loaded, totals)
-    context.log.info(
-        f"{run}: {totals['event']:,} events from {totals['lines']:,} lines in "
-        f"{len(loaded.files)} files ({totals['bytes'] / 1e6:.1f} MB) in {seconds:.1f} s"
-    )
-    yield dg.Output(
-        loaded.events,
-        data_version=dg.DataVersion(loaded.fingerprint),
-        metadata=_events_metadata(loaded, totals, seconds),
-    )
-    yield _line_accounting_check(loaded)
+        return RunPart(loaded.events, _events_metadata(loaded, totals, seconds),
+                       data_version=loaded.fingerprint,
+                       checks=lambda path, rows: [_line_accounting_check(loaded)])
+
+    yield from materialize_runs(context, warehouse, one_run)
 
 
 @dg.asset(
     key=RAW_SEQUENCES,
     ins={"events": dg.AssetIn(RAW_EVENTS)},
     partitions_def=RUNS,
+    backfill_policy=BACKFILL_POLICY,
+    automation_condition=on_new_or_changed_data(),
     group_name="ingest",
     code_version="1",
     kinds={"polars", "parquet"},
@@ -90,24 +143,25 @@ def raw_events(context: dg.AssetExecutionContext, config: RawEventsConfig, lo2_r
         "folder label and the time span. LO2's natural unit of detection."
     ),
 )
-def raw_sequences(context: dg.AssetExecutionContext, events: pl.LazyFrame) -> dg.Output:
-    sequences = loader.build_sequences(events)
-    by_service = (
-        sequences.group_by("service")
-        .agg(pl.len().alias("sequences"), pl.col("n_events").sum().alias("events"))
-        .sort("service")
-    )
-    return dg.Output(
-        sequences,
-        metadata={
+def raw_sequences(context: dg.AssetExecutionContext, events: dict[str, pl.LazyFrame],
+                  warehouse: Warehouse):
+    def one_run(run: str) -> RunPart:
+        sequences = loader.build_sequences(events[run])
+        by_service = (
+            sequences.group_by("service")
+            .agg(pl.len().alias("sequences"), pl.col("n_events").sum().alias("events"))
+            .sort("service")
+        )
+        return RunPart(sequences, {
             "dagster/row_count": len(sequences),
             "dagster/column_schema": column_schema(sequences.schema, SEQUENCE_COLUMNS),
             "normal_sequences": int(sequences["normal"].sum()),
             "anomalous_sequences": int(sequences["anomaly"].sum()),
             "test_cases": sequences["test_case"].n_unique(),
             "per_service": table(by_service),
-        },
-    )
+        })
+
+    yield from materialize_runs(context, warehouse, one_run)
 
 
 def _warn_about_oddities(

@@ -1,57 +1,112 @@
-"""Discovery: a new run folder under the LO2 root becomes a partition and is ingested."""
+"""The source files, watched: new run folders become partitions, and every new or changed run
+folder (and allowlist) is recorded as an observation whose data version is a cheap signature
+of its files. Raw events depend on those observations, so a changed run shows as stale and the
+automation re-reads it; what it rewrites downstream depends on whether the content changed."""
 
 import json
 
 import dagster as dg
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
-from lo2_dagster.defs.ingest.jobs import ingest_job
+from lo2_dagster.defs.ingest.assets import run_folder_metadata
 from lo2_dagster.defs.ingest.partitions import RUNS
-from lo2_dagster.defs.resources import Lo2Root
-from lo2_dagster.lib.layout import LayoutError
+from lo2_dagster.defs.keys import FP_ALLOWLIST, RUN_LOGS
+from lo2_dagster.defs.resources import FpAllowlistFile, Lo2Root
+from lo2_dagster.lib.layout import LayoutError, run_signature
+from lo2_dagster.versions import partition_data_versions
 
-SENSOR_NAME = "lo2_new_runs"
+SENSOR_NAME = "lo2_source_files"
+
+def run_observations(root: Lo2Root, runs: list[str],
+                     known: dict[str, str]) -> tuple[list[dg.AssetObservation], dict[str, str]]:
+    """Observations of the runs whose signature differs from ``known`` (run -> signature), and
+    every run's current signature. Runs that cannot be read are left out (raw events name the
+    problem when they read them)."""
+    observations, signatures = [], {}
+    for run in runs:
+        try:
+            signature = run_signature(root.resolve(), run)
+        except (LayoutError, OSError):
+            continue
+        signatures[run] = signature
+        if known.get(run) != signature:
+            observations.append(dg.AssetObservation(
+                asset_key=RUN_LOGS, partition=run, tags={DATA_VERSION_TAG: signature},
+                metadata=run_folder_metadata(root, run)))
+    return observations, signatures
 
 
-def ingest_run_key(run: str) -> str:
-    """Deterministic run key: Dagster launches at most one ingest per run folder from here."""
-    return f"ingest:{run}"
+def allowlist_observation(instance: dg.DagsterInstance,
+                          allowlist_file: FpAllowlistFile) -> dg.AssetObservation | None:
+    """An observation of the FP allowlist if its content differs from the last one recorded."""
+    allowlist = allowlist_file.load()
+    record = instance.get_latest_data_version_record(FP_ALLOWLIST)
+    observed = record.asset_observation if record is not None else None
+    if observed is not None and observed.tags.get(DATA_VERSION_TAG) == allowlist.digest:
+        return None
+    return dg.AssetObservation(
+        asset_key=FP_ALLOWLIST, tags={DATA_VERSION_TAG: allowlist.digest},
+        metadata={"path": dg.MetadataValue.path(str(allowlist.source)),
+                  "event_rules": len(allowlist.events),
+                  "sequence_rules": len(allowlist.sequences)})
+
+
+def observe_sources(instance: dg.DagsterInstance, root: Lo2Root, allowlist_file: FpAllowlistFile,
+                    runs: list[str]) -> list[dg.AssetObservation]:
+    """Record what changed in the source files since Dagster last observed them (the main job's
+    way; the sensor keeps the signatures in its cursor instead of querying)."""
+    known = partition_data_versions(instance, RUN_LOGS, runs, observed=True)
+    observations, _ = run_observations(root, runs, known)
+    allowlist = allowlist_observation(instance, allowlist_file)
+    events = [*observations, *([allowlist] if allowlist else [])]
+    for event in events:
+        instance.report_runless_asset_event(event)
+    return events
 
 
 @dg.sensor(
     name=SENSOR_NAME,
-    job=ingest_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=60,
     description=(
-        "Adds a partition for each new run folder under the LO2 root that holds logs, and "
-        "requests its ingest. The cursor remembers the folders already seen, so a partition "
-        "deleted by hand is not re-added; run keys make each request launch once."
+        "Watches the LO2 root and the FP allowlist: adds a partition for each new run folder "
+        "that holds logs, and records an observation of lo2/run_logs for each new or changed "
+        "run (and of lo2/fp_allowlist when it was edited). The automation sensor does the rest. "
+        "A partition deleted by hand is not re-added."
     ),
 )
-def lo2_new_runs(context: dg.SensorEvaluationContext, lo2_root: Lo2Root) -> dg.SensorResult:
+def lo2_source_files(context: dg.SensorEvaluationContext, lo2_root: Lo2Root,
+                     fp_allowlist: FpAllowlistFile) -> dg.SensorResult:
     try:
         found, skipped = lo2_root.scan()
     except LayoutError as e:
         return dg.SensorResult(skip_reason=str(e))
     for reason in skipped:
         context.log.warning(f"Skipped run folder {reason}")
-    seen = set(json.loads(context.cursor)) if context.cursor else set()
+    state = json.loads(context.cursor) if context.cursor else {}
+    seen, known = set(state.get("seen", [])), dict(state.get("signatures", {}))
     existing = set(context.instance.get_dynamic_partitions(RUNS.name))
     candidates = [run for run in found if run not in seen and run not in existing]
     # A folder still being created or copied has no logs yet: not seen until it has some.
     new = [run for run in candidates if lo2_root.has_logs(run)]
     waiting = sorted(set(candidates) - set(new))
-    cursor = json.dumps(sorted(seen | (set(found) - set(waiting))))
-    if not new:
+    watched = sorted((existing & set(found)) | set(new))
+    observations, signatures = run_observations(lo2_root, watched, known)
+    allowlist = allowlist_observation(context.instance, fp_allowlist)
+    events = [*observations, *([allowlist] if allowlist else [])]
+    cursor = json.dumps({"seen": sorted(seen | (set(found) - set(waiting))),
+                         "signatures": signatures}, sort_keys=True)
+    if new:
+        context.log.info(f"{len(new)} new run(s): {', '.join(new[:5])}"
+                         f"{' ...' if len(new) > 5 else ''}")
+    if not events and not new:
         note = f"; waiting for logs in {', '.join(waiting)}" if waiting else ""
         return dg.SensorResult(
-            skip_reason=f"No new run folders under {lo2_root.resolve()} ({len(found)} known)"
-            + note,
-            cursor=cursor,
-        )
-    context.log.info(f"{len(new)} new run(s): {', '.join(new[:5])}{' ...' if len(new) > 5 else ''}")
+            skip_reason=f"No new or changed run folders under {lo2_root.resolve()} "
+                        f"({len(found)} known){note}",
+            cursor=cursor)
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(partition_key=run, run_key=ingest_run_key(run)) for run in new],
-        dynamic_partitions_requests=[RUNS.build_add_request(new)],
+        asset_events=events,
+        dynamic_partitions_requests=[RUNS.build_add_request(new)] if new else [],
         cursor=cursor,
     )

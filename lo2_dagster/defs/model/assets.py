@@ -8,9 +8,18 @@ import dagster as dg
 import polars as pl
 from upath import UPath
 
+from lo2_dagster.defs.automation import on_any_run_changed, on_retrain_cron_or_new_templates
 from lo2_dagster.defs.features.assets import current_templates
-from lo2_dagster.defs.ingest.partitions import ALL_RUNS
-from lo2_dagster.defs.keys import ANOMALY_MODEL, MODEL_GATE_CHECK, OWNERS, SEQUENCES_ENHANCED
+from lo2_dagster.defs.ingest.partitions import ALL_RUNS, RUNS
+from lo2_dagster.defs.keys import (
+    ANOMALY_MODEL,
+    DRAIN_TEMPLATES,
+    MODEL_GATE_CHECK,
+    OWNERS,
+    SEQUENCES_ENHANCED,
+    TRAINING_POOL,
+    TRAINING_SET,
+)
 from lo2_dagster.lib.metrics import format_figure
 from lo2_dagster.lib.model import (
     BATCH_ROWS,
@@ -26,7 +35,8 @@ from lo2_dagster.lib.model import (
 from lo2_dagster.lib.models import REGISTRY
 from lo2_dagster.lib.vectorize import FeatureSpec
 from lo2_dagster.meta import bullet_list, markdown_table
-from lo2_dagster.storage import Warehouse, iter_parquet
+from lo2_dagster.storage import Warehouse, iter_parquet, read_parquet
+from lo2_dagster.versions import fingerprint_of, partition_data_versions
 
 GROUP = "model"
 #: The figures shown (and plotted over materializations) for each evaluation level.
@@ -69,9 +79,71 @@ class AnomalyModelConfig(dg.Config):
 
 
 @dg.asset(
+    key=TRAINING_SET,
+    deps=[SEQUENCES_ENHANCED],
+    automation_condition=on_any_run_changed(),
+    group_name=GROUP,
+    code_version="fingerprint-1",
+    kinds={"polars", "parquet"},
+    owners=OWNERS,
+    description=(
+        "The training set's fingerprint: one row per run partition with the data version of its "
+        "lo2/sequences_enhanced, and a hash of them all as this asset's data version. Cheap "
+        "(Dagster's event log only, no data read). Dagster does not track the data versions of "
+        "an upstream with 100 or more partitions for an unpartitioned downstream, so the model "
+        "reads its staleness from this asset: a new or changed run changes the fingerprint and "
+        "makes lo2/anomaly_model stale, at any number of runs."
+    ),
+)
+def training_set(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Output:
+    runs = context.instance.get_dynamic_partitions(RUNS.name)
+    versions = _training_set(context.instance)
+    frame = pl.DataFrame({"run": list(versions), "data_version": list(versions.values())},
+                         schema={"run": pl.String, "data_version": pl.String})
+    fingerprint = fingerprint_of(versions)
+    previous_path = warehouse.path_for(TRAINING_SET)
+    previous = dict(read_parquet(previous_path).iter_rows()) if previous_path.exists() else {}
+    changes = {
+        "added": sorted(set(versions) - set(previous)),
+        "removed": sorted(set(previous) - set(versions)),
+        "changed": sorted(r for r in set(versions) & set(previous) if versions[r] != previous[r]),
+    }
+    context.log.info(f"{len(versions)} runs with enhanced sequences; fingerprint {fingerprint}; "
+                     + ", ".join(f"{len(v)} {k}" for k, v in changes.items()))
+    return dg.Output(frame, data_version=dg.DataVersion(fingerprint), metadata={
+        "dagster/row_count": len(frame),
+        "runs": len(versions),
+        "runs_without_sequences": len(runs) - len(versions),
+        "fingerprint": fingerprint,
+        **{f"runs_{k}": len(v) for k, v in changes.items()},
+        **{f"{k}_runs": bullet_list(v[:50]) for k, v in changes.items()},
+    })
+
+
+def _training_set(instance: dg.DagsterInstance) -> dict[str, str]:
+    """Run -> data version of its enhanced sequences, for every run partition that has them."""
+    return partition_data_versions(instance, SEQUENCES_ENHANCED,
+                                   instance.get_dynamic_partitions(RUNS.name))
+
+
+def training_set_is_current(instance: dg.DagsterInstance) -> bool:
+    """Whether lo2/training_set's fingerprint is that of the runs as they are now (what Dagster's
+    staleness cannot tell once there are 100 runs or more)."""
+    event = instance.get_latest_materialization_event(TRAINING_SET)
+    if event is None or event.asset_materialization is None:
+        return False
+    recorded = event.asset_materialization.tags.get("dagster/data_version")
+    return recorded == fingerprint_of(_training_set(instance))
+
+
+@dg.asset(
     key=ANOMALY_MODEL,
     ins={"sequences": dg.AssetIn(SEQUENCES_ENHANCED, metadata=ALL_RUNS)},
+    # The fingerprint carries staleness past 100 runs; the templates' ids index the features.
+    deps=[TRAINING_SET, DRAIN_TEMPLATES],
     io_manager_key="model_store",
+    automation_condition=on_retrain_cron_or_new_templates(),
+    pool=TRAINING_POOL,
     group_name=GROUP,
     code_version="model-1",
     kinds={"scikit-learn", "joblib"},

@@ -1,0 +1,90 @@
+"""Jobs and the catch-up schedule: the per-run chain, training, rescoring.
+
+- ``lo2_ingest`` (per run): raw events and sequences -> message counts -> enhanced tables ->
+  predictions, with the current templates and model.
+- ``lo2_training``: the Drain templates, the training-set fingerprint and the model (with its
+  evaluation and quality gate), one at a time (concurrency pool ``lo2_training``).
+- ``lo2_rescore`` (per run): predictions only, e.g. over every run after a retrain.
+- ``lo2_catch_up`` schedule: requests the ingest job for each run partition with a missing or
+  stale per-run asset; the alternative to the automation sensor (stopped by default).
+"""
+
+import os
+
+import dagster as dg
+
+from lo2_dagster.defs.ingest.partitions import RUNS
+from lo2_dagster.defs.keys import (
+    ANOMALY_MODEL,
+    DRAIN_TEMPLATES,
+    EVENTS_ENHANCED,
+    MESSAGE_COUNTS,
+    PREDICTIONS,
+    RAW_EVENTS,
+    RAW_SEQUENCES,
+    SEQUENCES_ENHANCED,
+    TRAINING_SET,
+)
+from lo2_dagster.versions import StaleStatus, stale_status
+
+INGEST_JOB = "lo2_ingest"
+TRAINING_JOB = "lo2_training"
+RESCORE_JOB = "lo2_rescore"
+CATCH_UP_SCHEDULE = "lo2_catch_up"
+ENV_CATCH_UP_CRON = "LO2_CATCH_UP_CRON"
+
+#: Every asset with one partition per run, in the order they are computed.
+PER_RUN = (RAW_EVENTS, RAW_SEQUENCES, MESSAGE_COUNTS, EVENTS_ENHANCED, SEQUENCES_ENHANCED,
+           PREDICTIONS)
+
+ingest_job = dg.define_asset_job(
+    INGEST_JOB,
+    selection=dg.AssetSelection.assets(*PER_RUN),
+    description="One LO2 run (partition), from its files to its predictions, with the current "
+                "Drain templates and model. Backfills batch runs (see the assets' policy).",
+)
+
+training_job = dg.define_asset_job(
+    TRAINING_JOB,
+    selection=dg.AssetSelection.assets(DRAIN_TEMPLATES, TRAINING_SET, ANOMALY_MODEL),
+    description="Retrain the Drain templates and the model on every run, and evaluate the model "
+                "on the holdout runs (quality gate). If the templates change, the model waits "
+                "for the runs' enhanced tables to be rebuilt with them (the automation does).",
+)
+
+rescore_job = dg.define_asset_job(
+    RESCORE_JOB,
+    selection=dg.AssetSelection.assets(PREDICTIONS),
+    description="Score runs with the current model (never refitted).",
+)
+
+
+def runs_to_catch_up(instance: dg.DagsterInstance, graph, runs: list[str]) -> dict[str, list[str]]:
+    """Run partitions with a missing or stale per-run asset, with what is missing or stale."""
+    targets = [(key, run) for run in runs for key in PER_RUN]
+    todo: dict[str, list[str]] = {}
+    for (key, run), (status, _) in stale_status(instance, graph, targets).items():
+        if status != StaleStatus.FRESH:
+            todo.setdefault(run, []).append(f"{key.to_user_string()} {status.value.lower()}")
+    return todo
+
+
+@dg.schedule(
+    name=CATCH_UP_SCHEDULE,
+    job=ingest_job,
+    cron_schedule=os.environ.get(ENV_CATCH_UP_CRON, "0 * * * *"),
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Hourly ($LO2_CATCH_UP_CRON): one ingest run per run partition that has a "
+                "missing or stale per-run asset. For deployments that keep the automation "
+                "sensor off; with it on, there is nothing to catch up.",
+)
+def lo2_catch_up(context: dg.ScheduleEvaluationContext):
+    runs = context.instance.get_dynamic_partitions(RUNS.name)
+    todo = runs_to_catch_up(context.instance, context.repository_def.asset_graph, runs)
+    if not todo:
+        return dg.SkipReason(f"All {len(runs)} run partitions are up to date.")
+    tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time \
+        else "now"
+    for run, reasons in todo.items():
+        context.log.info(f"{run}: {', '.join(reasons)}")
+        yield dg.RunRequest(partition_key=run, run_key=f"catch-up:{run}:{tick}")

@@ -1,0 +1,245 @@
+"""Staleness, automation and the catch-up schedule, on a real generated warehouse and a real
+(temporary, on-disk) Dagster instance: what becomes stale, and what the automation requests,
+when nothing changes, when one run's file changes, when a code version changes, when a run is
+added and when a new model arrives."""
+
+import datetime as dt
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from lo2_dagster import settings
+from lo2_dagster.definitions import defs
+from lo2_dagster.defs.ingest.partitions import RUNS
+from lo2_dagster.defs.ingest.sensors import observe_sources
+from lo2_dagster.defs.jobs import CATCH_UP_SCHEDULE, PER_RUN
+from lo2_dagster.defs.keys import (
+    ANOMALY_MODEL,
+    DRAIN_TEMPLATES,
+    EVENTS_ENHANCED,
+    MESSAGE_COUNTS,
+    RAW_EVENTS,
+    RAW_SEQUENCES,
+)
+from lo2_dagster.defs.resources import FpAllowlistFile, Lo2Root
+from lo2_dagster.lib.synth import SynthConfig, generate
+from lo2_dagster.pipeline import materialize_all
+from lo2_dagster.versions import StaleCauseCategory, StaleStatus, describe, stale_status
+from lo2_dagster_tests.conftest import build_warehouse
+
+EXTRA_LINE = ("2024-06-28 16:59:59.999 [XNIO-1 task-2]  abc DEBUG "
+              "c.n.o.t.h.Oauth2TokenPostHandler handleRequest - an extra line\n")
+
+
+@dataclass
+class World:
+    base: Path
+    runs: list[str]
+    instance: dg.DagsterInstance
+    defs: dg.Definitions
+
+    def observe(self) -> list[dg.AssetObservation]:
+        return observe_sources(self.instance, Lo2Root(), FpAllowlistFile(),
+                               self.instance.get_dynamic_partitions(RUNS.name))
+
+    def statuses(self, definitions: dg.Definitions | None = None) -> dict[str, tuple]:
+        """'lo2/asset[run]' -> (status, causes) for every materializable asset and run."""
+        graph = (definitions or self.defs).resolve_asset_graph()
+        runs = self.instance.get_dynamic_partitions(RUNS.name)
+        targets = [(k, run if graph.get(k).is_partitioned else None)
+                   for k in graph.materializable_asset_keys
+                   for run in (runs if graph.get(k).is_partitioned else [None])]
+        return {k.to_user_string() + (f"[{p}]" if p else ""): v
+                for (k, p), v in stale_status(self.instance, graph, targets).items()}
+
+    def not_fresh(self, definitions: dg.Definitions | None = None) -> set[str]:
+        return {k for k, (status, _) in self.statuses(definitions).items()
+                if status != StaleStatus.FRESH}
+
+    def materialize(self, keys: list[dg.AssetKey], partition: str | None = None,
+                    config: dict | None = None) -> None:
+        run_config = {"ops": {"lo2__" + keys[0].path[-1]: {"config": config}}} if config else None
+        result = self.defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=self.instance, asset_selection=keys, partition_key=partition,
+            run_config=run_config)
+        assert result.success
+
+    def version(self, key: dg.AssetKey, partition: str | None = None) -> str:
+        records = self.instance.fetch_materializations(dg.AssetRecordsFilter(
+            asset_key=key, asset_partitions=[partition] if partition else None), limit=1).records
+        return records[0].asset_materialization.tags["dagster/data_version"]
+
+    def change_file(self, run: str) -> None:
+        log = self.base / "lo2" / "logs" / run / "correct" / "light-oauth2-oauth2-token-1.log"
+        log.write_text(log.read_text() + EXTRA_LINE)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, list[str]]:
+    """Three generated runs, fully materialized once per module (tests get a copy)."""
+    base = tmp_path_factory.mktemp("orchestration")
+    (base / "home").mkdir()
+    with pytest.MonkeyPatch.context() as mp, \
+            dg.DagsterInstance.local_temp(tempdir=str(base / "home")) as instance:
+        runs = build_warehouse(base, runs=3, seed=5, instance=instance, monkeypatch=mp)
+    return base, runs
+
+
+@pytest.fixture
+def world(built, tmp_path, monkeypatch) -> World:
+    """A copy of the built warehouse, its data and its instance (mtimes kept, so the run
+    folders' signatures are those observed)."""
+    base, runs = built
+    copy = tmp_path / "world"
+    shutil.copytree(base, copy)
+    monkeypatch.setenv(settings.ENV_ROOT, str(copy / "lo2"))
+    monkeypatch.setenv(settings.ENV_WAREHOUSE, str(copy / "warehouse"))
+    with dg.DagsterInstance.local_temp(tempdir=str(copy / "home")) as instance:
+        yield World(copy, runs, instance, defs())
+
+
+def chain(run: str, keys=PER_RUN) -> set[str]:
+    return {f"{k.to_user_string()}[{run}]" for k in keys}
+
+
+def test_after_a_build_everything_is_fresh_and_an_unchanged_reread_changes_nothing(world):
+    assert world.not_fresh() == set()
+    assert world.observe() == []  # the files are as observed
+    run = world.runs[0]
+    before = world.version(RAW_EVENTS, run)
+    world.materialize([RAW_EVENTS], run)  # re-read, same content
+    assert world.version(RAW_EVENTS, run) == before
+    assert world.not_fresh() == set()
+
+
+def test_one_changed_file_makes_only_that_runs_chain_stale(world):
+    run, other = world.runs[0], world.runs[1]
+    world.change_file(run)
+    [observation] = world.observe()
+    assert (observation.asset_key.to_user_string(), observation.partition) == \
+        ("lo2/run_logs", run)
+    statuses = world.statuses()
+    assert world.not_fresh() == {f"lo2/raw_events[{run}]"}  # Dagster looks one step up
+    [cause] = statuses[f"lo2/raw_events[{run}]"][1]
+    assert cause.category == StaleCauseCategory.DATA
+    assert describe(cause).startswith(f"lo2/run_logs[{run}] ")
+
+    world.materialize([RAW_EVENTS], run)  # the content changed: a new data version
+    assert world.not_fresh() == chain(run, [RAW_SEQUENCES, MESSAGE_COUNTS, EVENTS_ENHANCED])
+    world.materialize([RAW_SEQUENCES, MESSAGE_COUNTS], run)
+    assert "lo2/drain_templates" in world.not_fresh()
+    assert not world.not_fresh() & chain(other)  # the other runs stay fresh
+
+    # The main job brings the rest up to date: this run's chain and what reads every run.
+    outcomes = materialize_all(world.defs, world.instance, world.runs, report=lambda _: None)
+    assert all(o.success for o in outcomes)
+    touched = {(k.to_user_string(), o.partition) for o in outcomes for k in o.keys}
+    assert {p for _, p in touched if p} == {run}
+    assert world.not_fresh() == set()
+
+
+def test_a_code_version_bump_makes_dependents_stale_with_a_code_cause(world):
+    bumped = world.defs.map_asset_specs(func=lambda spec: spec.replace_attributes(
+        code_version="2") if spec.key == RAW_SEQUENCES else spec)
+    statuses = world.statuses(bumped)
+    stale = {k for k, (s, _) in statuses.items() if s == StaleStatus.STALE}
+    assert stale == {f"lo2/raw_sequences[{run}]" for run in world.runs}
+    for run in world.runs:
+        [cause] = statuses[f"lo2/raw_sequences[{run}]"][1]
+        assert cause.category == StaleCauseCategory.CODE
+
+
+def requested(result) -> set[str]:
+    graph = defs().resolve_asset_graph()
+    return {k.to_user_string() + (f"[{p}]" if p else "")
+            for k in graph.get_all_asset_keys()
+            for p in result.get_requested_partitions(k)}
+
+
+def test_automation_requests_exactly_what_changed(world):
+    ev = dg.evaluate_automation_conditions
+    first = ev(defs=world.defs, instance=world.instance)
+    assert requested(first) == set()
+    cursor = first.cursor
+
+    # A re-materialization with the same data triggers nothing downstream.
+    world.materialize([RAW_EVENTS], world.runs[0])
+    result = ev(defs=world.defs, instance=world.instance, cursor=cursor)
+    assert requested(result) == set()
+    cursor = result.cursor
+
+    # A changed run: its raw events first; its chain follows once their data changed.
+    run = world.runs[1]
+    world.change_file(run)
+    world.observe()
+    result = ev(defs=world.defs, instance=world.instance, cursor=cursor)
+    assert requested(result) == {f"lo2/raw_events[{run}]"}
+    world.materialize([RAW_EVENTS], run)
+    result = ev(defs=world.defs, instance=world.instance, cursor=result.cursor)
+    assert requested(result) == chain(run, [RAW_SEQUENCES, MESSAGE_COUNTS, EVENTS_ENHANCED])
+    cursor = result.cursor
+
+    # A new run: its whole per-run chain at once (missing), with the current templates/model.
+    generate(world.base / "new", SynthConfig(runs=1, seed=9, token_lines=5,
+                                             start_epoch=1900000000))
+    new = "light-oauth2-data-1900000000"
+    shutil.copytree(world.base / "new" / "logs" / new, world.base / "lo2" / "logs" / new)
+    world.instance.add_dynamic_partitions(RUNS.name, [new])
+    world.observe()
+    result = ev(defs=world.defs, instance=world.instance, cursor=cursor)
+    assert requested(result) - chain(run) == chain(new)
+    cursor = result.cursor
+
+    # The same model retrained on the same data (same bytes, same data version): nothing.
+    world.materialize([ANOMALY_MODEL])
+    result = ev(defs=world.defs, instance=world.instance, cursor=cursor)
+    assert requested(result) == set()
+
+    # A new model (another seed: a new data version): every run is rescored (the new run's
+    # predictions wait for its enhanced sequences). New runs alone never retrain the model.
+    world.materialize([ANOMALY_MODEL], config={"seed": 1})
+    result = ev(defs=world.defs, instance=world.instance, cursor=result.cursor)
+    assert requested(result) == {f"lo2/predictions[{r}]" for r in world.runs}
+
+
+def test_retraining_follows_the_cron_not_new_runs(world):
+    ev = dg.evaluate_automation_conditions
+    monday = dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC)
+    first = ev(defs=world.defs, instance=world.instance, evaluation_time=monday)
+    assert requested(first) == set()
+    # New runs and changed runs do not retrain: the per-run chain follows, the model does not.
+    world.change_file(world.runs[0])
+    world.observe()
+    changed = ev(defs=world.defs, instance=world.instance, cursor=first.cursor,
+                 evaluation_time=monday + dt.timedelta(hours=1))
+    assert requested(changed) == {f"lo2/raw_events[{world.runs[0]}]"}
+    world.materialize([RAW_EVENTS], world.runs[0])
+
+    # The cron tick (Sunday 03:00 UTC): the templates and the exports retrain; the model waits
+    # for the templates, whose ids index its features.
+    sunday = dt.datetime(2026, 11, 29, 3, 0, 30, tzinfo=dt.UTC)
+    tick = ev(defs=world.defs, instance=world.instance, cursor=changed.cursor,
+              evaluation_time=sunday)
+    retrain = {"lo2/drain_templates", "lo2/enhanced_exports"}
+    assert requested(tick) & {"lo2/drain_templates", "lo2/anomaly_model",
+                              "lo2/enhanced_exports"} == retrain
+    world.materialize([DRAIN_TEMPLATES])
+    after = ev(defs=world.defs, instance=world.instance, cursor=tick.cursor,
+               evaluation_time=sunday + dt.timedelta(minutes=1))
+    assert "lo2/anomaly_model" in requested(after)
+
+
+def test_the_catch_up_schedule_requests_runs_with_stale_assets(world):
+    schedule = world.defs.resolve_schedule_def(CATCH_UP_SCHEDULE)
+    repo = world.defs.get_repository_def()
+    context = dg.build_schedule_context(instance=world.instance, repository_def=repo)
+    assert isinstance(schedule(context), dg.SkipReason)
+    world.change_file(world.runs[2])
+    world.observe()
+    [request] = list(schedule(dg.build_schedule_context(instance=world.instance,
+                                                         repository_def=repo)))
+    assert request.partition_key == world.runs[2]
+    assert request.job_name in (None, "lo2_ingest")
