@@ -235,11 +235,16 @@ def test_retraining_follows_the_cron_not_new_runs(world):
 def test_the_catch_up_schedule_requests_runs_with_stale_assets(world):
     schedule = world.defs.resolve_schedule_def(CATCH_UP_SCHEDULE)
     repo = world.defs.get_repository_def()
-    context = dg.build_schedule_context(instance=world.instance, repository_def=repo)
-    assert isinstance(schedule(context), dg.SkipReason)
+    hour = dt.datetime(2026, 11, 22, 10, tzinfo=dt.UTC)
+    context = dg.build_schedule_context(instance=world.instance, repository_def=repo,
+                                        scheduled_execution_time=hour)
+    [skip] = list(schedule(context))
+    assert isinstance(skip, dg.SkipReason) and "All 3 run partitions are up to date" in \
+        skip.skip_message
     world.change_file(world.runs[2])
     world.observe()
-    [request] = list(schedule(dg.build_schedule_context(instance=world.instance,
-                                                         repository_def=repo)))
+    [request] = list(schedule(dg.build_schedule_context(
+        instance=world.instance, repository_def=repo, scheduled_execution_time=hour)))
     assert request.partition_key == world.runs[2]
-    assert request.job_name in (None, "lo2_ingest")
+    assert request.run_key == f"catch-up:{world.runs[2]}:{hour.isoformat()}"
+    assert schedule.job_name == "lo2_ingest"

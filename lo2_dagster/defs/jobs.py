@@ -82,9 +82,9 @@ def lo2_catch_up(context: dg.ScheduleEvaluationContext):
     runs = context.instance.get_dynamic_partitions(RUNS.name)
     todo = runs_to_catch_up(context.instance, context.repository_def.asset_graph, runs)
     if not todo:
-        return dg.SkipReason(f"All {len(runs)} run partitions are up to date.")
-    tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time \
-        else "now"
+        yield dg.SkipReason(f"All {len(runs)} run partitions are up to date.")
+        return
+    tick = context.scheduled_execution_time.isoformat()
     for run, reasons in todo.items():
         context.log.info(f"{run}: {', '.join(reasons)}")
         yield dg.RunRequest(partition_key=run, run_key=f"catch-up:{run}:{tick}")
