@@ -10,7 +10,8 @@
   (``$LO2_RETRAIN_CRON``, default Sundays 03:00 UTC), not for every new run; the model also
   retrains after the templates changed, once the runs' enhanced tables were rebuilt with them.
 
-The automation sensor ``lo2_automation`` evaluates these every 30 s and runs by default.
+The automation sensor ``lo2_automation`` evaluates these every 30 s and runs by default
+(``LO2_AUTOMATION=off``: stopped until started in the UI).
 """
 
 import os
@@ -20,10 +21,18 @@ import dagster as dg
 from lo2_dagster.defs.keys import DRAIN_TEMPLATES
 
 ENV_RETRAIN_CRON = "LO2_RETRAIN_CRON"
+ENV_AUTOMATION = "LO2_AUTOMATION"
 DEFAULT_RETRAIN_CRON = "0 3 * * 0"
 AUTOMATION_SENSOR = "lo2_automation"
 
 AC = dg.AutomationCondition
+
+
+def automation_status() -> dg.DefaultSensorStatus:
+    """The automation sensor runs by default; ``LO2_AUTOMATION=off`` starts it stopped (e.g. to
+    run a controlled backfill first; it can be started in the UI at any time)."""
+    off = os.environ.get(ENV_AUTOMATION, "on").strip().lower() in ("off", "0", "false", "no")
+    return dg.DefaultSensorStatus.STOPPED if off else dg.DefaultSensorStatus.RUNNING
 
 
 def retrain_cron() -> str:
@@ -84,7 +93,7 @@ def automation() -> dg.Definitions:
     return dg.Definitions(sensors=[dg.AutomationConditionSensorDefinition(
         AUTOMATION_SENSOR,
         target=dg.AssetSelection.all(),
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        default_status=automation_status(),
         minimum_interval_seconds=30,
         description="Evaluates every asset's automation condition (lo2_dagster.defs.automation)"
                     ": new and changed runs flow to predictions, a new model rescores every "
