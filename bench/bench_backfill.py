@@ -1,0 +1,88 @@
+"""How long an asset backfill of the whole graph takes through a real daemon, with the chosen
+BackfillPolicy (many runs per Dagster run) and with one Dagster run per partition. On demand
+(never in the test suite): it starts `dagster dev` once per setting.
+
+    .venv/bin/python bench/bench_backfill.py [--runs 50] [--batches 25,1] [--token-lines 1]
+
+Per setting: a fresh DAGSTER_HOME and warehouse, the same generated dataset (N runs x 54 test
+cases x 7 services at the generator's smallest size, cached under bench/out/), the automation
+sensor off; the source-files sensor adds the partitions, then the backfill is launched through
+GraphQL (as the UI's "Materialize all" -> All does) and timed until it succeeds. Prints, per
+setting, the wall time, the Dagster runs it launched and the seconds per run partition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from lo2_dagster.lib.synth import SynthConfig, generate  # noqa: E402
+from lo2_dagster_tests.dagster_dev import dagster_dev  # noqa: E402
+from lo2_dagster_tests.test_backfills import (  # noqa: E402
+    LAUNCH,
+    all_assets,
+    backfill_runs,
+    partitions,
+    wait_backfill,
+)
+
+
+def dataset(runs: int, token_lines: int) -> Path:
+    root = HERE / "out" / f"backfill-{runs}x{token_lines}"
+    if not (root / "logs").is_dir():
+        generate(root, SynthConfig(runs=runs, seed=1, token_lines=token_lines, metrics=False))
+    return root
+
+
+def measure(root: Path, batch: int, runs: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
+        env = {"LO2_ROOT": str(root), "LO2_WAREHOUSE": str(Path(tmp) / "warehouse"),
+               "LO2_AUTOMATION": "off", "LO2_BACKFILL_RUNS_PER_BATCH": str(batch)}
+        with dagster_dev(Path(tmp), env) as dev:
+            dev.wait_for("run partitions", lambda: len(partitions(dev)) == runs, timeout=300)
+            started = time.monotonic()
+            result = dev.graphql(LAUNCH, {"params": {"assetSelection": all_assets(dev),
+                                                     "allPartitions": True}})
+            backfill = result["launchPartitionBackfill"]
+            assert backfill["__typename"] == "LaunchBackfillSuccess", backfill
+            status = wait_backfill(dev, backfill["backfillId"], timeout=6 * 3600)
+            seconds = time.monotonic() - started
+            launched = backfill_runs(dev, backfill["backfillId"])
+    return {"runs_per_batch": batch, "status": status, "seconds": round(seconds, 1),
+            "dagster_runs": len(launched),
+            "failed_dagster_runs": sum(s != "SUCCESS" for s, _ in launched),
+            "seconds_per_partition": round(seconds / runs, 2)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--batches", default="25,1",
+                        help="runs per Dagster run to compare (1 = one run per partition)")
+    parser.add_argument("--token-lines", type=int, default=1)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    root = dataset(args.runs, args.token_lines)
+    print(f"{args.runs} runs from {root}; {os.cpu_count()} cores", flush=True)
+    results = []
+    for batch in (int(b) for b in args.batches.split(",")):
+        figures = measure(root, batch, args.runs)
+        results.append(figures)
+        print(f"runs per batch {batch:>3}: {figures['status']} in {figures['seconds']:.0f} s, "
+              f"{figures['dagster_runs']} Dagster runs ({figures['failed_dagster_runs']} failed), "
+              f"{figures['seconds_per_partition']:.2f} s per run partition", flush=True)
+    if args.json:
+        print(json.dumps(results))
+    return 0 if all(r["status"] == "COMPLETED_SUCCESS" for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

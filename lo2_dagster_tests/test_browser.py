@@ -1,0 +1,166 @@
+"""The UI's "Materialize all" works as a user clicks it: a real Chromium (Debian's, driven by
+Playwright) opens the global asset lineage of a real `dagster dev` (webserver + daemon) on a tiny
+generated dataset, clicks "Materialize all", picks "All" partitions and launches the backfill.
+The test proves the click launched exactly one backfill of every asset over the 3 discovered
+runs, that it succeeded, that its predictions exist for every run, that nothing is stale
+afterwards, and that the UI shows it (toast, backfill page, anomaly_model's asset page).
+Screenshots land in lo2_dagster_tests/screenshots/ (git-ignored)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+
+from lo2_dagster.lib.synth import SynthConfig, generate
+from lo2_dagster_tests.dagster_dev import DagsterDev, dagster_dev
+from lo2_dagster_tests.test_backfills import (
+    all_assets,
+    backfill_runs,
+    partitions,
+    stale_statuses,
+    wait_backfill,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; .ci/run installs it, never `playwright install`
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+UI_TIMEOUT_MS = 60_000  # first loads of the graph compile nothing, but a busy CI box is slow
+BACKFILLS = """{ partitionBackfillsOrError(limit: 10) { ... on PartitionBackfills {
+  results { id status numPartitions assetSelection { path } } } } }"""
+RUN_IDS = """query($id: String!) { runsOrError(filter: {tags: [{key: "dagster/backfill",
+  value: $id}]}) { ... on Runs { results { runId } } } }"""
+
+
+def backfills(dev: DagsterDev) -> list[dict]:
+    """Every backfill of the instance (id, status, numPartitions, assetSelection)."""
+    return dev.graphql(BACKFILLS)["partitionBackfillsOrError"]["results"]
+
+
+def run_ids(dev: DagsterDev, backfill_id: str) -> set[str]:
+    """Ids of the Dagster runs a backfill launched."""
+    found = dev.graphql(RUN_IDS, {"id": backfill_id})["runsOrError"]["results"]
+    return {run["runId"] for run in found}
+
+
+def labelled(page: Page, label: str) -> Locator:
+    """The box holding a label and its value (the UI's label-above-value layout)."""
+    return page.get_by_text(label, exact=True).locator("xpath=..")
+
+
+def shot(page: Page, name: str) -> Path:
+    """Save a full-page screenshot as screenshots/<name>.png."""
+    SCREENSHOTS.mkdir(exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def launch_materialize_all(page: Page, url: str, assets: int) -> str:
+    """On the global asset lineage: "Materialize all" -> "All" partitions -> "Launch backfill".
+    Returns the backfill id the UI's "Created backfill" toast links to."""
+    page.goto(f"{url}/asset-groups")
+    # The accessible name includes the icon's label ("materialization Materialize all (10)…").
+    materialize_all = page.get_by_role("button", name=re.compile(r"Materialize all"))
+    expect(materialize_all).to_contain_text(f"Materialize all ({assets})")
+    shot(page, "1-asset-graph")
+    materialize_all.click()
+
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text(f"Launch runs to materialize {assets} assets")
+    # Dynamic partitions start with none selected, so "Launch backfill" is disabled.
+    launch = dialog.get_by_role("button", name="Launch backfill", exact=True)
+    expect(launch).to_be_disabled()
+    dialog.get_by_role("button", name="All", exact=True).click()
+    expect(dialog).to_contain_text("3 partitions")
+    expect(launch).to_be_enabled()
+    shot(page, "2-materialize-all-dialog")
+    launch.click()
+
+    # A toast "Created backfill <id>" with a "View" link to /runs/b/<id>; it fades after ~5 s.
+    toast = page.get_by_role("region", name=re.compile("Notifications")).get_by_role("listitem")
+    expect(toast).to_contain_text(re.compile(r"Created backfill \w+"))
+    href = toast.get_by_role("link", name="View").get_attribute("href") or ""
+    shot(page, "3-graph-after-launch")
+    expect(dialog).to_be_hidden()
+    match = re.fullmatch(r"/runs/b/(\w+)/?", href)
+    assert match, f"toast links to {href!r}"
+    return match.group(1)
+
+
+def test_materialize_all_in_the_browser_backfills_every_run(tmp_path: Path, browser: Browser):
+    lo2, warehouse = tmp_path / "lo2", tmp_path / "warehouse"
+    generate(lo2, SynthConfig(runs=3, seed=4, token_lines=5))
+    runs = sorted(p.name for p in (lo2 / "logs").iterdir())
+    env = {"LO2_ROOT": str(lo2), "LO2_WAREHOUSE": str(warehouse), "LO2_AUTOMATION": "off"}
+    with dagster_dev(tmp_path, env) as dev:
+        # The source-files sensor (running by default) discovers the runs.
+        assert dev.wait_for("run partitions", lambda: sorted(partitions(dev)) == runs,
+                            timeout=180)
+        assert backfills(dev) == []
+        assets = sorted("/".join(a["path"]) for a in all_assets(dev))
+
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        expect.set_options(timeout=UI_TIMEOUT_MS)
+        try:
+            backfill_id = launch_materialize_all(page, dev.url, len(assets))
+
+            # Exactly one backfill, the one the toast named: every asset, all 3 runs.
+            [backfill] = backfills(dev)
+            assert backfill["id"] == backfill_id
+            assert backfill["numPartitions"] == len(runs)
+            assert sorted("/".join(a["path"]) for a in backfill["assetSelection"]) == assets
+
+            # Its page, as the toast's "View" opens it: the 3 runs, in progress.
+            page.goto(f"{dev.url}/runs/b/{backfill_id}")
+            expect(page.get_by_text(f"Runs / {backfill_id}", exact=True)).to_be_visible()
+            for run in runs:
+                expect(page.get_by_text(run, exact=True)).to_be_visible()
+            expect(labelled(page, "Status")).to_contain_text(
+                re.compile("Requested|In progress|Succeeded"))
+            shot(page, "4-backfill-launched")
+
+            status = wait_backfill(dev, backfill_id, timeout=600)
+            assert status in {"COMPLETED", "COMPLETED_SUCCESS"}, dev.tail()
+            launched = backfill_runs(dev, backfill_id)
+            assert launched and {s for s, _ in launched} == {"SUCCESS"}, launched
+
+            page.reload()
+            expect(labelled(page, "Status")).to_contain_text("Succeeded")
+            shot(page, "5-backfill-succeeded")
+
+            for run in runs:
+                predictions = warehouse / "lo2" / "predictions" / f"{run}.parquet"
+                assert predictions.exists(), predictions
+                assert len(pl.read_parquet(predictions)) > 0
+            assert set(stale_statuses(dev, runs).values()) == {"FRESH"}
+
+            # anomaly_model's page: materialized, successfully, by one of the backfill's runs.
+            page.goto(f"{dev.url}/assets/lo2/anomaly_model")
+            latest = labelled(page, "Latest materialization")
+            expect(latest.get_by_role("img", name="run_success")).to_be_visible()
+            href = latest.get_by_role("link").get_attribute("href") or ""
+            match = re.match(r"/runs/([0-9a-f-]+)", href)
+            assert match and match.group(1) in run_ids(dev, backfill_id), href
+            shot(page, "6-anomaly-model")
+        except BaseException:
+            shot(page, "failure")
+            raise
