@@ -32,6 +32,7 @@ from lo2_dagster.defs.keys import (
 )
 from lo2_dagster.defs.resources import FpAllowlistFile
 from lo2_dagster.lib import templates as drain
+from lo2_dagster.lib.allowlist import Allowlist
 from lo2_dagster.lib.enhance import (
     ENHANCER_VERSION,
     EVENTS_ENHANCED_SCHEMA,
@@ -85,16 +86,18 @@ SEQUENCE_COLUMNS = {
 )
 def fp_allowlist(fp_allowlist: FpAllowlistFile):
     allowlist = fp_allowlist.load()
-    yield dg.ObserveResult(
-        asset_key=FP_ALLOWLIST,
-        data_version=dg.DataVersion(allowlist.digest),
-        metadata={
-            "path": dg.MetadataValue.path(allowlist.source),
-            "event_rules": len(allowlist.events),
-            "sequence_rules": len(allowlist.sequences),
-            "rules": table(allowlist.rules_table()),
-        },
-    )
+    yield dg.ObserveResult(asset_key=FP_ALLOWLIST, data_version=dg.DataVersion(allowlist.digest),
+                           metadata=allowlist_metadata(allowlist))
+
+
+def allowlist_metadata(allowlist: Allowlist) -> dict[str, object]:
+    """What an observation of the allowlist shows (the UI's Observe, the sensor, the main job)."""
+    return {
+        "path": dg.MetadataValue.path(allowlist.source),
+        "event_rules": len(allowlist.events),
+        "sequence_rules": len(allowlist.sequences),
+        "rules": table(allowlist.rules_table()),
+    }
 
 
 def _per_run_checks(key: dg.AssetKey, schema: str, rows: str) -> list[dg.AssetCheckSpec]:

@@ -8,6 +8,7 @@ import json
 import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
+from lo2_dagster.defs.features.assets import allowlist_metadata
 from lo2_dagster.defs.ingest.assets import run_folder_metadata
 from lo2_dagster.defs.ingest.partitions import RUNS
 from lo2_dagster.defs.keys import FP_ALLOWLIST, RUN_LOGS
@@ -44,11 +45,8 @@ def allowlist_observation(instance: dg.DagsterInstance,
     observed = record.asset_observation if record is not None else None
     if observed is not None and observed.tags.get(DATA_VERSION_TAG) == allowlist.digest:
         return None
-    return dg.AssetObservation(
-        asset_key=FP_ALLOWLIST, tags={DATA_VERSION_TAG: allowlist.digest},
-        metadata={"path": dg.MetadataValue.path(str(allowlist.source)),
-                  "event_rules": len(allowlist.events),
-                  "sequence_rules": len(allowlist.sequences)})
+    return dg.AssetObservation(asset_key=FP_ALLOWLIST, tags={DATA_VERSION_TAG: allowlist.digest},
+                               metadata=allowlist_metadata(allowlist))
 
 
 def observe_sources(instance: dg.DagsterInstance, root: Lo2Root, allowlist_file: FpAllowlistFile,
