@@ -10,7 +10,7 @@ from dagster._core.storage.tags import (
 )
 
 from lo2_dagster.definitions import defs
-from lo2_dagster.defs.ingest.partitions import RUNS
+from lo2_dagster.defs.ingest.partitions import RUNS, _combined_check, _combined_version
 from lo2_dagster.defs.ingest.sensors import observe_sources
 from lo2_dagster.defs.keys import (
     ANOMALY_MODEL,
@@ -115,3 +115,22 @@ def test_the_model_turns_stale_past_100_runs(write_run, isolated_env):
         assert not training_set_is_current(instance)
         run([TRAINING_SET])
         assert status(ANOMALY_MODEL) == StaleStatus.STALE
+
+
+def test_a_batch_passes_a_check_only_if_every_run_does():
+    def result(passed: bool, rows: int) -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(check_name="no_row_lost", asset_key=SEQUENCES_ENHANCED,
+                                   passed=passed, metadata={"rows": rows})
+
+    ok = _combined_check("no_row_lost", {"a": result(True, 1), "b": result(True, 2)})
+    assert ok.passed and ok.metadata["runs_checked"].value == 2
+    bad = _combined_check("no_row_lost", {"a": result(True, 1), "b": result(False, 7),
+                                          "c": result(False, 9)})
+    assert not bad.passed and bad.metadata["runs_failed"].value == 2
+    assert "- `b: rows=7`" in bad.metadata["failed_runs"].value
+    assert bad.description == "Failed for 2 of 3 runs of this batch, e.g. b"
+    single = result(False, 3)
+    assert _combined_check("no_row_lost", {"a": single}) is single  # one run: its own result
+    assert _combined_version({"a": "v1"}) == dg.DataVersion("v1")
+    assert _combined_version({"a": "v1", "b": None}) is None
+    assert _combined_version({"b": "2", "a": "1"}) == _combined_version({"a": "1", "b": "2"})
