@@ -26,13 +26,6 @@ sys.path.insert(0, str(HERE.parent))
 
 from lo2_dagster.lib.synth import SynthConfig, generate  # noqa: E402
 from lo2_dagster_tests.dagster_dev import dagster_dev  # noqa: E402
-from lo2_dagster_tests.test_backfills import (  # noqa: E402
-    LAUNCH,
-    all_assets,
-    backfill_runs,
-    partitions,
-    wait_backfill,
-)
 
 
 def dataset(runs: int, token_lines: int) -> Path:
@@ -47,15 +40,13 @@ def measure(root: Path, batch: int, runs: int) -> dict:
         env = {"LO2_ROOT": str(root), "LO2_WAREHOUSE": str(Path(tmp) / "warehouse"),
                "LO2_AUTOMATION": "off", "LO2_BACKFILL_RUNS_PER_BATCH": str(batch)}
         with dagster_dev(Path(tmp), env) as dev:
-            dev.wait_for("run partitions", lambda: len(partitions(dev)) == runs, timeout=300)
+            dev.wait_for("run partitions", lambda: len(dev.run_partitions()) == runs,
+                         timeout=300)
             started = time.monotonic()
-            result = dev.graphql(LAUNCH, {"params": {"assetSelection": all_assets(dev),
-                                                     "allPartitions": True}})
-            backfill = result["launchPartitionBackfill"]
-            assert backfill["__typename"] == "LaunchBackfillSuccess", backfill
-            status = wait_backfill(dev, backfill["backfillId"], timeout=6 * 3600)
+            backfill = dev.launch_backfill(dev.materializable_assets())
+            status = dev.wait_backfill(backfill, timeout=6 * 3600)
             seconds = time.monotonic() - started
-            launched = backfill_runs(dev, backfill["backfillId"])
+            launched = dev.backfill_runs(backfill)
     return {"runs_per_batch": batch, "status": status, "seconds": round(seconds, 1),
             "dagster_runs": len(launched),
             "failed_dagster_runs": sum(s != "SUCCESS" for s, _ in launched),

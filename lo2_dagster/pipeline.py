@@ -18,6 +18,7 @@ from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 from dagster._core.execution.plan.objects import StepFailureData
 
 from lo2_dagster.defs.ingest.partitions import RUNS
+from lo2_dagster.defs.ingest.sensors import observe_sources
 from lo2_dagster.defs.keys import TRAINING_SET
 from lo2_dagster.defs.model.assets import training_set_is_current
 from lo2_dagster.versions import StaleStatus, describe, stale_status
@@ -141,8 +142,6 @@ def _observe(defs: dg.Definitions, instance: dg.DagsterInstance, runs: Sequence[
              report: Callable[[str], object]) -> None:
     """Record the source files' current signatures (what the sensor does while the daemon
     runs), so that staleness follows the files."""
-    from lo2_dagster.defs.ingest.sensors import observe_sources
-
     resources = defs.resources
     if "lo2_root" not in resources or "fp_allowlist" not in resources:
         return
@@ -161,7 +160,8 @@ def _todo(instance: dg.DagsterInstance, graph: AssetGraph, keys: Sequence[dg.Ass
           partition: str | None, force: bool, reuse: Collection[dg.AssetKey],
           done: set[dg.AssetKey], report: Callable[[str], object]) -> list[dg.AssetKey]:
     """The stage's assets to materialize for ``partition`` now: missing or stale ones (all of
-    them with ``force``), except those already done in this stage and reused ones."""
+    them with ``force``), except those already done in this stage and reused ones (which are
+    added to ``done``, so that they are reported once)."""
     pending = [k for k in keys if k not in done]
     if force:
         return [k for k in pending if not (k in reuse and _exists(instance, k))]
@@ -177,6 +177,7 @@ def _todo(instance: dg.DagsterInstance, graph: AssetGraph, keys: Sequence[dg.Ass
         if key in reuse and status == StaleStatus.STALE:
             report(f"[all runs]: keep {key.to_user_string()} (already materialized; "
                    "a run without --runs retrains it)")
+            done.add(key)
             continue
         if causes and partition is None:
             report(f"[all runs]: {key.to_user_string()} is stale: {describe(causes[0])}"

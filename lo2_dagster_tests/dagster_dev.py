@@ -24,6 +24,27 @@ from lo2_dagster import settings
 BIN = Path(sys.executable).parent
 T = TypeVar("T")
 
+LAUNCH = """mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message stack }
+    ... on UnauthorizedError { message }
+  } }"""
+BACKFILL = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
+  ... on PartitionBackfill { id status numPartitions } } }"""
+BACKFILLS = """{ partitionBackfillsOrError(limit: 20) { ... on PartitionBackfills {
+  results { id status numPartitions assetSelection { path } } } } }"""
+BACKFILL_RUNS = """query($id: String!) { runsOrError(filter: {tags: [{key: "dagster/backfill",
+  value: $id}]}) { ... on Runs { results { runId status tags { key value } } } } }"""
+STALE = """query($key: AssetKeyInput!, $partition: String) {
+  assetNodeOrError(assetKey: $key) { ... on AssetNode { staleStatus(partition: $partition) } } }"""
+RANGE_TAGS = ("dagster/partition", "dagster/asset_partition_range_start",
+              "dagster/asset_partition_range_end")
+#: Final states of a backfill, and of a Dagster run.
+DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -74,6 +95,69 @@ class DagsterDev:
 
     def tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:]
+
+    # --- what the UI asks and sends -------------------------------------------------------
+
+    def run_partitions(self) -> list[str]:
+        """The run partitions Dagster knows (added by the source-files sensor)."""
+        data = self.graphql("""{ assetNodes(assetKeys: [{path: ["lo2", "raw_events"]}]) {
+            partitionKeys } }""")
+        return data["assetNodes"][0]["partitionKeys"]
+
+    def materializable_assets(self) -> list[dict]:
+        """Every materializable asset as a GraphQL asset key input (what "Materialize all"
+        selects)."""
+        data = self.graphql("{ assetNodes { assetKey { path } isMaterializable isObservable } }")
+        return [{"path": n["assetKey"]["path"]} for n in data["assetNodes"]
+                if n["isMaterializable"] and not n["isObservable"]]
+
+    def launch_backfill(self, assets: list[dict], partition_names: list[str] | None = None
+                        ) -> str:
+        """``launchPartitionBackfill`` (all partitions unless named); returns its id."""
+        params: dict[str, Any] = {"assetSelection": assets}
+        params.update({"partitionNames": partition_names} if partition_names
+                      else {"allPartitions": True})
+        result = self.graphql(LAUNCH, {"params": params})["launchPartitionBackfill"]
+        assert result["__typename"] == "LaunchBackfillSuccess", result
+        return result["backfillId"]
+
+    def backfills(self) -> list[dict]:
+        """The latest backfills (id, status, numPartitions, assetSelection), newest first."""
+        return self.graphql(BACKFILLS)["partitionBackfillsOrError"]["results"]
+
+    def wait_backfill(self, backfill_id: str, timeout: float = 600) -> str:
+        """Wait until a backfill is done; its final status."""
+        def status() -> str | None:
+            found = self.graphql(BACKFILL, {"id": backfill_id})["partitionBackfillOrError"]
+            return found["status"] if found["status"] in DONE else None
+        return self.wait_for(f"backfill {backfill_id}", status, timeout=timeout, every=2)
+
+    def backfill_runs(self, backfill_id: str) -> list[tuple[str, str]]:
+        """(status, partition or range) of each Dagster run a backfill launched."""
+        found = self.graphql(BACKFILL_RUNS, {"id": backfill_id})["runsOrError"]["results"]
+        return [(r["status"], ",".join(t["value"] for t in r["tags"] if t["key"] in RANGE_TAGS))
+                for r in found]
+
+    def backfill_run_ids(self, backfill_id: str) -> set[str]:
+        """Ids of the Dagster runs a backfill launched."""
+        found = self.graphql(BACKFILL_RUNS, {"id": backfill_id})["runsOrError"]["results"]
+        return {r["runId"] for r in found}
+
+    def stale_statuses(self, runs: list[str]) -> dict[str, str]:
+        """'lo2/asset[run]' (or 'lo2/asset') -> staleStatus, as the UI shows it."""
+        nodes = self.graphql("{ assetNodes { assetKey { path } isPartitioned isMaterializable "
+                             "isObservable } }")["assetNodes"]
+        statuses = {}
+        for node in nodes:
+            if not node["isMaterializable"] or node["isObservable"]:
+                continue
+            name = "/".join(node["assetKey"]["path"])
+            for run in runs if node["isPartitioned"] else [None]:
+                data = self.graphql(STALE, {"key": {"path": node["assetKey"]["path"]},
+                                            "partition": run})
+                statuses[name + (f"[{run}]" if run else "")] = \
+                    data["assetNodeOrError"]["staleStatus"]
+        return statuses
 
     def dagster(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         """The dagster CLI against this instance and code location, as a user types it."""

@@ -19,14 +19,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from lo2_dagster.lib.synth import SynthConfig, generate
-from lo2_dagster_tests.dagster_dev import DagsterDev, dagster_dev
-from lo2_dagster_tests.test_backfills import (
-    all_assets,
-    backfill_runs,
-    partitions,
-    stale_statuses,
-    wait_backfill,
-)
+from lo2_dagster_tests.dagster_dev import dagster_dev
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -35,23 +28,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 UI_TIMEOUT_MS = 60_000  # for every Playwright wait: a busy CI box renders the graph slowly
-BACKFILLS = """{ partitionBackfillsOrError(limit: 10) { ... on PartitionBackfills {
-  results { id status numPartitions assetSelection { path } } } } }"""
-RUN_IDS = """query($id: String!) { runsOrError(filter: {tags: [{key: "dagster/backfill",
-  value: $id}]}) { ... on Runs { results { runId } } } }"""
-
-
-def backfills(dev: DagsterDev) -> list[dict]:
-    """Every backfill of the instance (id, status, numPartitions, assetSelection)."""
-    return dev.graphql(BACKFILLS)["partitionBackfillsOrError"]["results"]
-
-
-def run_ids(dev: DagsterDev, backfill_id: str) -> set[str]:
-    """Ids of the Dagster runs a backfill launched."""
-    found = dev.graphql(RUN_IDS, {"id": backfill_id})["runsOrError"]["results"]
-    return {run["runId"] for run in found}
-
-
 def labelled(page: Page, label: str) -> Locator:
     """The box holding a label and its value (the UI's label-above-value layout)."""
     return page.get_by_text(label, exact=True).locator("xpath=..")
@@ -115,10 +91,10 @@ def test_materialize_all_in_the_browser_backfills_every_run(tmp_path: Path, brow
     env = {"LO2_ROOT": str(lo2), "LO2_WAREHOUSE": str(warehouse), "LO2_AUTOMATION": "off"}
     with dagster_dev(tmp_path, env) as dev:
         # The source-files sensor (running by default) discovers the runs.
-        assert dev.wait_for("run partitions", lambda: sorted(partitions(dev)) == runs,
+        assert dev.wait_for("run partitions", lambda: sorted(dev.run_partitions()) == runs,
                             timeout=180)
-        assert backfills(dev) == []
-        assets = sorted("/".join(a["path"]) for a in all_assets(dev))
+        assert dev.backfills() == []
+        assets = sorted("/".join(a["path"]) for a in dev.materializable_assets())
 
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.set_default_timeout(UI_TIMEOUT_MS)
@@ -128,7 +104,7 @@ def test_materialize_all_in_the_browser_backfills_every_run(tmp_path: Path, brow
             backfill_id = launch_materialize_all(page, dev.url, len(assets), len(runs))
 
             # Exactly one backfill, the one the toast named: every asset, all 3 runs.
-            [backfill] = backfills(dev)
+            [backfill] = dev.backfills()
             assert backfill["id"] == backfill_id
             assert backfill["numPartitions"] == len(runs)
             assert sorted("/".join(a["path"]) for a in backfill["assetSelection"]) == assets
@@ -142,9 +118,9 @@ def test_materialize_all_in_the_browser_backfills_every_run(tmp_path: Path, brow
                 re.compile("Requested|In progress|Succeeded"))
             shot(page, "4-backfill-launched")
 
-            status = wait_backfill(dev, backfill_id, timeout=600)
+            status = dev.wait_backfill(backfill_id, timeout=600)
             assert status in {"COMPLETED", "COMPLETED_SUCCESS"}, dev.tail()
-            launched = backfill_runs(dev, backfill_id)
+            launched = dev.backfill_runs(backfill_id)
             assert launched and {s for s, _ in launched} == {"SUCCESS"}, launched
 
             page.reload()
@@ -155,7 +131,7 @@ def test_materialize_all_in_the_browser_backfills_every_run(tmp_path: Path, brow
                 predictions = warehouse / "lo2" / "predictions" / f"{run}.parquet"
                 assert predictions.exists(), predictions
                 assert len(pl.read_parquet(predictions)) > 0
-            assert set(stale_statuses(dev, runs).values()) == {"FRESH"}
+            assert set(dev.stale_statuses(runs).values()) == {"FRESH"}
 
             # anomaly_model's page: materialized, successfully, by one of the backfill's runs.
             page.goto(f"{dev.url}/assets/lo2/anomaly_model")
@@ -163,7 +139,7 @@ def test_materialize_all_in_the_browser_backfills_every_run(tmp_path: Path, brow
             expect(latest.get_by_role("img", name="run_success")).to_be_visible()
             href = latest.get_by_role("link").get_attribute("href") or ""
             match = re.match(r"/runs/([0-9a-f-]+)", href)
-            assert match and match.group(1) in run_ids(dev, backfill_id), href
+            assert match and match.group(1) in dev.backfill_run_ids(backfill_id), href
             shot(page, "6-anomaly-model")
         except BaseException:
             with suppress(Exception):  # a failure's screenshot must not hide the failure
