@@ -146,7 +146,7 @@ def _observe(defs: dg.Definitions, instance: dg.DagsterInstance, runs: Sequence[
     if "lo2_root" not in resources or "fp_allowlist" not in resources:
         return
     changed = observe_sources(instance, resources["lo2_root"], resources["fp_allowlist"],
-                              list(runs))
+                              list(runs), warn=lambda message: report(f"warning: {message}"))
     if changed:
         names = sorted({e.asset_key.to_user_string() + (f"[{e.partition}]" if e.partition
                                                          else "") for e in changed})

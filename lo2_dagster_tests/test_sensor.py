@@ -7,7 +7,7 @@ import dagster as dg
 
 from lo2_dagster.definitions import defs
 from lo2_dagster.defs.ingest.partitions import RUNS
-from lo2_dagster.defs.ingest.sensors import SENSOR_NAME, lo2_source_files
+from lo2_dagster.defs.ingest.sensors import SENSOR_NAME, lo2_source_files, observe_sources
 from lo2_dagster.defs.keys import FP_ALLOWLIST, RUN_LOGS
 from lo2_dagster.defs.resources import FpAllowlistFile, Lo2Root
 from lo2_dagster_tests.conftest import RUN
@@ -143,3 +143,18 @@ def test_both_sensors_run_by_default():
     automation = definitions.resolve_sensor_def("lo2_automation")
     assert automation.default_status == dg.DefaultSensorStatus.RUNNING
     assert isinstance(automation, dg.AutomationConditionSensorDefinition)
+
+
+def test_an_invalid_allowlist_is_not_observed_and_runs_still_are(write_run, tmp_path):
+    root = write_run({("correct", "token"): "x"})
+    allowlist = tmp_path / "allow.toml"
+    allowlist.write_text("[event]\nmessage = 'x'\n")  # a table, not [[event]]: invalid
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = evaluate(instance, root, allowlist=allowlist)
+        assert observed(result) == [("lo2/run_logs", RUN)]
+        assert list(result.dynamic_partitions_requests[0].partition_keys) == [RUN]
+        warnings: list[str] = []
+        observe_sources(instance, Lo2Root(path=str(root)),
+                        FpAllowlistFile(path=str(allowlist)), [RUN], warn=warnings.append)
+        [warning] = warnings
+        assert warning.startswith("lo2/fp_allowlist not observed:") and str(allowlist) in warning

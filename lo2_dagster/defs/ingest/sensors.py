@@ -4,6 +4,7 @@ of its files. Raw events depend on those observations, so a changed run shows as
 automation re-reads it; what it rewrites downstream depends on whether the content changed."""
 
 import json
+from collections.abc import Callable
 
 import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
@@ -17,6 +18,7 @@ from lo2_dagster.lib.layout import LayoutError, run_signature
 from lo2_dagster.versions import partition_data_versions
 
 SENSOR_NAME = "lo2_source_files"
+
 
 def run_observations(root: Lo2Root, runs: list[str],
                      known: dict[str, str]) -> tuple[list[dg.AssetObservation], dict[str, str]]:
@@ -37,10 +39,16 @@ def run_observations(root: Lo2Root, runs: list[str],
     return observations, signatures
 
 
-def allowlist_observation(instance: dg.DagsterInstance,
-                          allowlist_file: FpAllowlistFile) -> dg.AssetObservation | None:
-    """An observation of the FP allowlist if its content differs from the last one recorded."""
-    allowlist = allowlist_file.load()
+def allowlist_observation(instance: dg.DagsterInstance, allowlist_file: FpAllowlistFile,
+                          warn: Callable[[str], object]) -> dg.AssetObservation | None:
+    """An observation of the FP allowlist if its content differs from the last one recorded.
+    An invalid file is not observed (``warn`` says why); the enhanced tables fail on it, naming
+    the file and the fix."""
+    try:
+        allowlist = allowlist_file.load()
+    except dg.Failure as e:
+        warn(f"lo2/fp_allowlist not observed: {e.description}")
+        return None
     record = instance.get_latest_data_version_record(FP_ALLOWLIST)
     observed = record.asset_observation if record is not None else None
     if observed is not None and observed.tags.get(DATA_VERSION_TAG) == allowlist.digest:
@@ -50,12 +58,13 @@ def allowlist_observation(instance: dg.DagsterInstance,
 
 
 def observe_sources(instance: dg.DagsterInstance, root: Lo2Root, allowlist_file: FpAllowlistFile,
-                    runs: list[str]) -> list[dg.AssetObservation]:
+                    runs: list[str], warn: Callable[[str], object] = print
+                    ) -> list[dg.AssetObservation]:
     """Record what changed in the source files since Dagster last observed them (the main job's
     way; the sensor keeps the signatures in its cursor instead of querying)."""
     known = partition_data_versions(instance, RUN_LOGS, runs, observed=True)
     observations, _ = run_observations(root, runs, known)
-    allowlist = allowlist_observation(instance, allowlist_file)
+    allowlist = allowlist_observation(instance, allowlist_file, warn)
     events = [*observations, *([allowlist] if allowlist else [])]
     for event in events:
         instance.report_runless_asset_event(event)
@@ -90,7 +99,7 @@ def lo2_source_files(context: dg.SensorEvaluationContext, lo2_root: Lo2Root,
     waiting = sorted(set(candidates) - set(new))
     watched = sorted((existing & set(found)) | set(new))
     observations, signatures = run_observations(lo2_root, watched, known)
-    allowlist = allowlist_observation(context.instance, fp_allowlist)
+    allowlist = allowlist_observation(context.instance, fp_allowlist, context.log.warning)
     events = [*observations, *([allowlist] if allowlist else [])]
     cursor = json.dumps({"seen": sorted(seen | (set(found) - set(waiting))),
                          "signatures": signatures}, sort_keys=True)
