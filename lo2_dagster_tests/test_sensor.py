@@ -158,3 +158,20 @@ def test_an_invalid_allowlist_is_not_observed_and_runs_still_are(write_run, tmp_
                         FpAllowlistFile(path=str(allowlist)), [RUN], warn=warnings.append)
         [warning] = warnings
         assert warning.startswith("lo2/fp_allowlist not observed:") and str(allowlist) in warning
+
+
+def test_observing_a_run_in_the_ui_gives_the_sensors_signature(write_run, monkeypatch):
+    root = write_run({("correct", "token"): "x"})
+    monkeypatch.setenv("LO2_ROOT", str(root))
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(RUNS.name, [RUN])
+        job = defs().resolve_implicit_global_asset_job_def()
+        result = job.execute_in_process(instance=instance, asset_selection=[RUN_LOGS],
+                                        partition_key=RUN)
+        assert result.success
+        [event] = [e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+        observation = event.event_specific_data.asset_observation
+        sensed = evaluate(instance, root)
+        assert observation.partition == RUN
+        assert observation.tags["dagster/data_version"] == \
+            sensed.asset_events[0].tags["dagster/data_version"]

@@ -76,6 +76,7 @@ def run_logs(context: dg.AssetExecutionContext, lo2_root: Lo2Root):
 
 
 def run_folder_metadata(lo2_root: Lo2Root, run: str) -> dict[str, dg.MetadataValue]:
+    """What an observation of a run folder shows: where it is."""
     return {"run_folder": dg.MetadataValue.path(str(logs_dir(lo2_root.resolve()) / run))}
 
 
