@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from lo2_dagster.lib.synth import SynthConfig, generate  # noqa: E402
-from lo2_dagster_tests.dagster_dev import dagster_dev  # noqa: E402
+from lo2_dagster_tests.dagster_dev import deployment  # noqa: E402
 
 
 def dataset(runs: int, token_lines: int) -> Path:
@@ -37,11 +37,10 @@ def dataset(runs: int, token_lines: int) -> Path:
 
 def measure(root: Path, batch: int, runs: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
-        env = {"LO2_ROOT": str(root), "LO2_WAREHOUSE": str(Path(tmp) / "warehouse"),
-               "LO2_AUTOMATION": "off", "LO2_BACKFILL_RUNS_PER_BATCH": str(batch)}
-        with dagster_dev(Path(tmp), env) as dev:
-            dev.wait_for("run partitions", lambda: len(dev.run_partitions()) == runs,
-                         timeout=300)
+        env = {"LO2_BACKFILL_RUNS_PER_BATCH": str(batch)}
+        with deployment(Path(tmp), root, env, timeout=300) as deployed:
+            dev = deployed.dev
+            assert len(deployed.runs) == runs
             started = time.monotonic()
             backfill = dev.launch_backfill(dev.materializable_assets())
             status = dev.wait_backfill(backfill, timeout=6 * 3600)

@@ -175,8 +175,8 @@ def _todo(instance: dg.DagsterInstance, graph: AssetGraph, keys: Sequence[dg.Ass
         if status == StaleStatus.FRESH:
             continue
         if key in reuse and status == StaleStatus.STALE:
-            report(f"[all runs]: keep {key.to_user_string()} (already materialized; "
-                   "a run without --runs retrains it)")
+            report(f"[all runs]: keep {key.to_user_string()} (already materialized, though "
+                   "stale; a run without --runs retrains it)")
             done.add(key)
             continue
         if causes and partition is None:

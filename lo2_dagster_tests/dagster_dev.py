@@ -208,3 +208,33 @@ def _location_loaded(dev: DagsterDev) -> bool:
         locationOrLoadError { __typename } } } } }""")
     entries = data["workspaceOrError"]["locationEntries"]
     return bool(entries and entries[0]["locationOrLoadError"])
+
+
+@dataclass
+class Deployment:
+    """`dagster dev` on an LO2 root whose runs the source-files sensor has discovered."""
+
+    dev: DagsterDev
+    runs: list[str]
+    warehouse: Path
+
+
+@contextmanager
+def deployment(tmp_path: Path, lo2: Path | None = None, env: Mapping[str, str] | None = None,
+               timeout: float = 180) -> Iterator[Deployment]:
+    """`dagster dev` with the automation sensor off, on ``lo2`` (default: 3 small generated
+    runs) and a warehouse in ``tmp_path``, once the sensor (running by default) has added a
+    partition for every run folder."""
+    from lo2_dagster.lib.synth import SynthConfig, generate
+
+    if lo2 is None:
+        lo2 = tmp_path / "lo2"
+        generate(lo2, SynthConfig(runs=3, seed=4, token_lines=5))
+    runs = sorted(p.name for p in (lo2 / "logs").iterdir())
+    warehouse = tmp_path / "warehouse"
+    full_env = {"LO2_ROOT": str(lo2), "LO2_WAREHOUSE": str(warehouse), "LO2_AUTOMATION": "off",
+                **(env or {})}
+    with dagster_dev(tmp_path, full_env) as dev:
+        dev.wait_for("run partitions", lambda: sorted(dev.run_partitions()) == runs,
+                     timeout=timeout)
+        yield Deployment(dev, runs, warehouse)

@@ -8,20 +8,14 @@ import time
 import polars as pl
 import pytest
 
-from lo2_dagster.lib.synth import SynthConfig, generate
-from lo2_dagster_tests.dagster_dev import FINISHED, dagster_dev
+from lo2_dagster_tests.dagster_dev import FINISHED, deployment
 
 pytestmark = pytest.mark.integration
 
 def test_backfills_through_graphql_and_the_cli(tmp_path):
-    lo2, warehouse = tmp_path / "lo2", tmp_path / "warehouse"
-    generate(lo2, SynthConfig(runs=3, seed=4, token_lines=5))
-    runs = sorted(p.name for p in (lo2 / "logs").iterdir())
-    env = {"LO2_ROOT": str(lo2), "LO2_WAREHOUSE": str(warehouse), "LO2_AUTOMATION": "off"}
-    with dagster_dev(tmp_path, env) as dev:
-        # The source-files sensor (running by default) discovers the runs.
-        assert dev.wait_for("run partitions", lambda: sorted(dev.run_partitions()) == runs,
-                            timeout=180)
+    # The source-files sensor (running by default) has discovered the runs.
+    with deployment(tmp_path) as deployed:
+        dev, runs, warehouse = deployed.dev, deployed.runs, deployed.warehouse
 
         # GraphQL (what the UI's "Materialize all" -> All sends): every asset, every run. The
         # per-run assets run as batches (one Dagster run for the 3 runs at each stage).

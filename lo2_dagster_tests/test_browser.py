@@ -18,8 +18,7 @@ import polars as pl
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
-from lo2_dagster.lib.synth import SynthConfig, generate
-from lo2_dagster_tests.dagster_dev import dagster_dev
+from lo2_dagster_tests.dagster_dev import deployment
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -85,14 +84,9 @@ def launch_materialize_all(page: Page, url: str, assets: int, partitions: int) -
 
 
 def test_materialize_all_in_the_browser_backfills_every_run(tmp_path: Path, browser: Browser):
-    lo2, warehouse = tmp_path / "lo2", tmp_path / "warehouse"
-    generate(lo2, SynthConfig(runs=3, seed=4, token_lines=5))
-    runs = sorted(p.name for p in (lo2 / "logs").iterdir())
-    env = {"LO2_ROOT": str(lo2), "LO2_WAREHOUSE": str(warehouse), "LO2_AUTOMATION": "off"}
-    with dagster_dev(tmp_path, env) as dev:
-        # The source-files sensor (running by default) discovers the runs.
-        assert dev.wait_for("run partitions", lambda: sorted(dev.run_partitions()) == runs,
-                            timeout=180)
+    # The source-files sensor (running by default) has discovered the runs.
+    with deployment(tmp_path) as deployed:
+        dev, runs, warehouse = deployed.dev, deployed.runs, deployed.warehouse
         assert dev.backfills() == []
         assets = sorted("/".join(a["path"]) for a in dev.materializable_assets())
 

@@ -12,6 +12,7 @@
 import os
 
 import dagster as dg
+from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
 
 from lo2_dagster.defs.ingest.partitions import RUNS
 from lo2_dagster.defs.keys import (
@@ -59,7 +60,8 @@ rescore_job = dg.define_asset_job(
 )
 
 
-def runs_to_catch_up(instance: dg.DagsterInstance, graph, runs: list[str]) -> dict[str, list[str]]:
+def runs_to_catch_up(instance: dg.DagsterInstance, graph: BaseAssetGraph,
+                     runs: list[str]) -> dict[str, list[str]]:
     """Run partitions with a missing or stale per-run asset, with what is missing or stale."""
     targets = [(key, run) for run in runs for key in PER_RUN]
     todo: dict[str, list[str]] = {}

@@ -3,10 +3,9 @@
 import dagster as dg
 from upath import UPath
 
-from lo2_dagster.defs.automation import on_new_or_changed_data
 from lo2_dagster.defs.features.assets import templates_used
-from lo2_dagster.defs.ingest.partitions import BACKFILL_POLICY, RUNS, RunPart, materialize_runs
-from lo2_dagster.defs.keys import ANOMALY_MODEL, OWNERS, PREDICTIONS, SEQUENCES_ENHANCED
+from lo2_dagster.defs.ingest.partitions import RunPart, materialize_runs, per_run_asset
+from lo2_dagster.defs.keys import ANOMALY_MODEL, PREDICTIONS, SEQUENCES_ENHANCED
 from lo2_dagster.lib.model import (
     BATCH_ROWS,
     PREDICTIONS_SCHEMA,
@@ -41,16 +40,12 @@ class PredictionsConfig(dg.Config):
     """Score with a model that failed its quality gate (deliberately, e.g. to inspect it)."""
 
 
-@dg.asset(
+@per_run_asset(
     key=PREDICTIONS,
-    partitions_def=RUNS,
-    backfill_policy=BACKFILL_POLICY,
-    automation_condition=on_new_or_changed_data(),
     ins={"sequences": dg.AssetIn(SEQUENCES_ENHANCED), "model": dg.AssetIn(ANOMALY_MODEL)},
     group_name=GROUP,
     code_version="predict-1",
-    kinds={"scikit-learn", "polars", "parquet"},
-    owners=OWNERS,
+    kinds={"scikit-learn"},
     description=(
         "One run's sequences scored by the persisted lo2/anomaly_model (never refitted): score, "
         "threshold, prediction before and after the FP allowlist, rank in the run, labels, and "

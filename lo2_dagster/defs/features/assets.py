@@ -7,13 +7,13 @@ import dagster as dg
 import polars as pl
 from upath import UPath
 
-from lo2_dagster.defs.automation import on_new_or_changed_data, on_retrain_cron
+from lo2_dagster.defs.automation import on_retrain_cron
 from lo2_dagster.defs.ingest.partitions import (
     ALL_RUNS,
-    BACKFILL_POLICY,
     RUNS,
     RunPart,
     materialize_runs,
+    per_run_asset,
 )
 from lo2_dagster.defs.keys import (
     DRAIN_IDS_CHECK,
@@ -115,16 +115,11 @@ def _per_run_checks(key: dg.AssetKey, schema: str, rows: str) -> list[dg.AssetCh
     ]
 
 
-@dg.asset(
+@per_run_asset(
     key=MESSAGE_COUNTS,
     ins={"events": dg.AssetIn(RAW_EVENTS)},
-    partitions_def=RUNS,
-    backfill_policy=BACKFILL_POLICY,
-    automation_condition=on_new_or_changed_data(),
     group_name=GROUP,
     code_version=f"enhancer-{ENHANCER_VERSION}",
-    kinds={"polars", "parquet"},
-    owners=OWNERS,
     description=(
         "One run's distinct normalized messages with their line count and first time: what the "
         "Drain templates are trained on. A few hundred rows per run, so retraining on thousands "
@@ -225,17 +220,12 @@ def drain_templates(
     )
 
 
-@dg.asset(
+@per_run_asset(
     key=EVENTS_ENHANCED,
-    partitions_def=RUNS,
-    backfill_policy=BACKFILL_POLICY,
-    automation_condition=on_new_or_changed_data(),
     ins={"events": dg.AssetIn(RAW_EVENTS), "templates": dg.AssetIn(DRAIN_TEMPLATES)},
     deps=[FP_ALLOWLIST],
     group_name=GROUP,
     code_version=f"enhancer-{ENHANCER_VERSION}",
-    kinds={"polars", "parquet"},
-    owners=OWNERS,
     check_specs=_per_run_checks(
         EVENTS_ENHANCED,
         schema="The file has exactly the seed's event columns and types.",
@@ -308,18 +298,13 @@ def events_enhanced(
     yield from materialize_runs(context, warehouse, one_run)
 
 
-@dg.asset(
+@per_run_asset(
     key=SEQUENCES_ENHANCED,
-    partitions_def=RUNS,
-    backfill_policy=BACKFILL_POLICY,
-    automation_condition=on_new_or_changed_data(),
     ins={"sequences": dg.AssetIn(RAW_SEQUENCES), "events": dg.AssetIn(EVENTS_ENHANCED),
          "templates": dg.AssetIn(DRAIN_TEMPLATES)},
     deps=[FP_ALLOWLIST],
     group_name=GROUP,
     code_version=f"enhancer-{ENHANCER_VERSION}",
-    kinds={"polars", "parquet"},
-    owners=OWNERS,
     check_specs=_per_run_checks(
         SEQUENCES_ENHANCED,
         schema="The file has the seed's sequence columns and types, then run, test_case, "

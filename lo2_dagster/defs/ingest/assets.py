@@ -5,12 +5,11 @@ import time
 import dagster as dg
 import polars as pl
 
-from lo2_dagster.defs.automation import on_new_or_changed_data
 from lo2_dagster.defs.ingest.partitions import (
-    BACKFILL_POLICY,
     RUNS,
     RunPart,
     materialize_runs,
+    per_run_asset,
     validated,
 )
 from lo2_dagster.defs.keys import (
@@ -87,16 +86,11 @@ class RawEventsConfig(dg.Config):
     """Lines dropped at the head of every file (container start-up output), as LogLead does."""
 
 
-@dg.asset(
+@per_run_asset(
     key=RAW_EVENTS,
     deps=[RUN_LOGS],
-    partitions_def=RUNS,
-    backfill_policy=BACKFILL_POLICY,
-    automation_condition=on_new_or_changed_data(),
     group_name="ingest",
     code_version=f"parser-{loader.PARSER_VERSION}",
-    kinds={"polars", "parquet"},
-    owners=OWNERS,
     check_specs=[dg.AssetCheckSpec(LINE_ACCOUNTING_CHECK, asset=RAW_EVENTS, blocking=True,
                                    description="Each file's line kinds add up to its lines.")],
     description=(
@@ -129,16 +123,11 @@ def raw_events(context: dg.AssetExecutionContext, config: RawEventsConfig, lo2_r
     yield from materialize_runs(context, warehouse, one_run)
 
 
-@dg.asset(
+@per_run_asset(
     key=RAW_SEQUENCES,
     ins={"events": dg.AssetIn(RAW_EVENTS)},
-    partitions_def=RUNS,
-    backfill_policy=BACKFILL_POLICY,
-    automation_condition=on_new_or_changed_data(),
     group_name="ingest",
     code_version="1",
-    kinds={"polars", "parquet"},
-    owners=OWNERS,
     description=(
         "One row per sequence (seq_id = run x test case x service): the joined messages, the "
         "folder label and the time span. LO2's natural unit of detection."

@@ -10,6 +10,8 @@ import dagster as dg
 import polars as pl
 from upath import UPath
 
+from lo2_dagster.defs.automation import on_new_or_changed_data
+from lo2_dagster.defs.keys import OWNERS
 from lo2_dagster.lib.names import InvalidRunKey, validate_run_key
 from lo2_dagster.meta import bullet_list
 from lo2_dagster.storage import Batches, Warehouse, write_parquet
@@ -26,6 +28,15 @@ ENV_BACKFILL_BATCH = "LO2_BACKFILL_RUNS_PER_BATCH"
 #: times, not hundreds. Memory stays that of one run: a batch is read and written run by run.
 RUNS_PER_BATCH = int(os.environ.get(ENV_BACKFILL_BATCH, "25"))
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=RUNS_PER_BATCH)
+
+
+def per_run_asset(**kwargs: Any) -> Callable[..., dg.AssetsDefinition]:
+    """``dg.asset`` for an asset with one partition per run: what makes an asset per-run is
+    declared here once (partitions, the batching backfill policy, the data-driven automation,
+    owners, Parquet in the warehouse). The asset's body goes through ``materialize_runs``."""
+    return dg.asset(partitions_def=RUNS, backfill_policy=BACKFILL_POLICY,
+                    automation_condition=on_new_or_changed_data(), owners=OWNERS,
+                    kinds={"polars", "parquet", *kwargs.pop("kinds", ())}, **kwargs)
 
 
 def validated(run: str) -> str:
