@@ -27,6 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="average lines per token-service file (other services scale)")
     synth.add_argument("--start-epoch", type=int, default=None, help="first run's epoch (UTC)")
     synth.add_argument("--no-metrics", action="store_true", help="skip metrics/<run>.csv")
+    synth.add_argument("--mix-shift", type=float, default=0.0,
+                       help="shift the traffic mix toward background cache lines, 0..1 (a "
+                            "drift for lo2/score_drift to find; default 0: LO2's mix)")
     synth.set_defaults(func=_synth)
 
     run = sub.add_parser("run", help="bring the whole asset graph up to date for every run found "
@@ -64,7 +67,8 @@ def _export_locations(args: argparse.Namespace) -> None:
 def _synth(args: argparse.Namespace) -> int:
     from lo2_dagster.lib.synth import SynthConfig, generate
 
-    overrides = {"runs": args.runs, "seed": args.seed, "metrics": not args.no_metrics}
+    overrides = {"runs": args.runs, "seed": args.seed, "metrics": not args.no_metrics,
+                 "mix_shift": args.mix_shift}
     if args.token_lines is not None:
         overrides["token_lines"] = args.token_lines
     if args.start_epoch is not None:

@@ -62,3 +62,20 @@ def prepare_dagster_home() -> Path:
         shutil.copyfile(template, config)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+ENV_DRIFT_WARN_PSI = "LO2_DRIFT_WARN_PSI"
+
+
+def drift_warn_psi(explicit: float | None = None) -> float:
+    """The PSI above which ``lo2/score_drift`` warns: explicit value (the asset's run config),
+    else ``$LO2_DRIFT_WARN_PSI``, else 0.25 (a large shift by the usual rule of thumb)."""
+    from lo2_dagster.lib.drift import DEFAULT_WARN_PSI
+
+    if explicit is not None:
+        return explicit
+    value = os.environ.get(ENV_DRIFT_WARN_PSI)
+    try:
+        return float(value) if value else DEFAULT_WARN_PSI
+    except ValueError:
+        raise ValueError(f"${ENV_DRIFT_WARN_PSI} must be a number, got {value!r}") from None

@@ -18,7 +18,7 @@ import os
 
 import dagster as dg
 
-from lo2_dagster.defs.keys import DRAIN_TEMPLATES
+from lo2_dagster.defs.keys import ANOMALY_MODEL, DRAIN_TEMPLATES
 
 ENV_RETRAIN_CRON = "LO2_RETRAIN_CRON"
 ENV_AUTOMATION = "LO2_AUTOMATION"
@@ -77,6 +77,18 @@ def on_retrain_cron_or_new_templates() -> dg.AutomationCondition:
     templates_changed = AC.any_deps_match(AC.data_version_changed()).allow(
         dg.AssetSelection.assets(DRAIN_TEMPLATES))
     return _retrain(f"on_retrain_cron({retrain_cron()})_or_new_templates", templates_changed)
+
+
+def on_new_model() -> dg.AutomationCondition:
+    """The model report: once the model exists, and each time its data version changes (a
+    retrain); not when runs change (the report reads the model's holdout evaluation)."""
+    model = dg.AssetSelection.assets(ANOMALY_MODEL)
+    return (
+        (AC.newly_missing() | AC.any_deps_match(AC.data_version_changed()).allow(model))
+        .since_last_handled()
+        & ~AC.any_deps_match(AC.missing() | AC.will_be_requested()).allow(model)
+        & _waits()
+    ).with_label("on_new_model")
 
 
 def _retrain(label: str, *triggers: dg.AutomationCondition) -> dg.AutomationCondition:

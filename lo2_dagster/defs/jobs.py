@@ -1,10 +1,12 @@
 """Jobs and the catch-up schedule: the per-run chain, training, rescoring.
 
 - ``lo2_ingest`` (per run): raw events and sequences -> message counts -> enhanced tables ->
-  predictions, with the current templates and model.
-- ``lo2_training``: the Drain templates, the training-set fingerprint and the model (with its
-  evaluation and quality gate), one at a time (concurrency pool ``lo2_training``).
-- ``lo2_rescore`` (per run): predictions only, e.g. over every run after a retrain.
+  predictions -> explanations and drift, with the current templates and model.
+- ``lo2_training``: the Drain templates, the training-set fingerprint, the model (with its
+  evaluation and quality gate) and its report, one at a time (concurrency pool
+  ``lo2_training``).
+- ``lo2_rescore`` (per run): predictions, explanations and drift, e.g. over every run after a
+  retrain.
 - ``lo2_catch_up`` schedule: requests the ingest job for each run partition with a missing or
   stale per-run asset; the alternative to the automation sensor (stopped by default).
 """
@@ -19,10 +21,13 @@ from lo2_dagster.defs.keys import (
     ANOMALY_MODEL,
     DRAIN_TEMPLATES,
     EVENTS_ENHANCED,
+    EXPLANATIONS,
     MESSAGE_COUNTS,
+    MODEL_REPORT,
     PREDICTIONS,
     RAW_EVENTS,
     RAW_SEQUENCES,
+    SCORE_DRIFT,
     SEQUENCES_ENHANCED,
     TRAINING_SET,
 )
@@ -36,18 +41,22 @@ ENV_CATCH_UP_CRON = "LO2_CATCH_UP_CRON"
 
 #: Every asset with one partition per run, in the order they are computed.
 PER_RUN = (RAW_EVENTS, RAW_SEQUENCES, MESSAGE_COUNTS, EVENTS_ENHANCED, SEQUENCES_ENHANCED,
-           PREDICTIONS)
+           PREDICTIONS, EXPLANATIONS, SCORE_DRIFT)
+#: The per-run assets that apply the model.
+SCORING = (PREDICTIONS, EXPLANATIONS, SCORE_DRIFT)
 
 ingest_job = dg.define_asset_job(
     INGEST_JOB,
     selection=dg.AssetSelection.assets(*PER_RUN),
-    description="One LO2 run (partition), from its files to its predictions, with the current "
-                "Drain templates and model. Backfills batch runs (see the assets' policy).",
+    description="One LO2 run (partition), from its files to its predictions, explanations and "
+                "drift, with the current Drain templates and model. Backfills batch runs (see "
+                "the assets' policy).",
 )
 
 training_job = dg.define_asset_job(
     TRAINING_JOB,
-    selection=dg.AssetSelection.assets(DRAIN_TEMPLATES, TRAINING_SET, ANOMALY_MODEL),
+    selection=dg.AssetSelection.assets(DRAIN_TEMPLATES, TRAINING_SET, ANOMALY_MODEL,
+                                       MODEL_REPORT),
     description="Retrain the Drain templates and the model on every run, and evaluate the model "
                 "on the holdout runs (quality gate). If the templates change, the model waits "
                 "for the runs' enhanced tables to be rebuilt with them (the automation does).",
@@ -55,8 +64,9 @@ training_job = dg.define_asset_job(
 
 rescore_job = dg.define_asset_job(
     RESCORE_JOB,
-    selection=dg.AssetSelection.assets(PREDICTIONS),
-    description="Score runs with the current model (never refitted).",
+    selection=dg.AssetSelection.assets(*SCORING),
+    description="Score, explain and check the drift of runs with the current model (never "
+                "refitted).",
 )
 
 

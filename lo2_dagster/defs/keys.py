@@ -19,6 +19,9 @@ ENHANCED_EXPORTS = dg.AssetKey([PREFIX, "enhanced_exports"])
 TRAINING_SET = dg.AssetKey([PREFIX, "training_set"])
 ANOMALY_MODEL = dg.AssetKey([PREFIX, "anomaly_model"])
 PREDICTIONS = dg.AssetKey([PREFIX, "predictions"])
+MODEL_REPORT = dg.AssetKey([PREFIX, "model_report"])
+EXPLANATIONS = dg.AssetKey([PREFIX, "explanations"])
+SCORE_DRIFT = dg.AssetKey([PREFIX, "score_drift"])
 
 LINE_ACCOUNTING_CHECK = "every_line_accounted_for"
 SCHEMA_CHECK = "schema_matches_seed"
@@ -26,6 +29,7 @@ ROWS_KEPT_CHECK = "no_row_lost"
 SEQ_ID_CHECK = "seq_id_not_null"
 DRAIN_IDS_CHECK = "drain_ids_known"
 MODEL_GATE_CHECK = "holdout_test_case_roc_auc_above_floor"
+DRIFT_CHECK = "drift_below_warning_level"
 
 #: Concurrency pool of the assets that train on every run (dagster.yaml: one at a time).
 TRAINING_POOL = "lo2_training"

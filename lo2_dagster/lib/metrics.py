@@ -154,15 +154,26 @@ def recall_tables(holdout: pl.DataFrame) -> dict[str, pl.DataFrame]:
             "service": table(holdout, "service", "sequences")}
 
 
+def judged(holdout: pl.DataFrame, thresholds: np.ndarray) -> pl.DataFrame:
+    """Holdout sequences with the ``threshold`` each is judged by and ``pred``: above it and
+    not allowlisted, as in ``lo2/predictions``."""
+    return holdout.with_columns(pl.Series("threshold", thresholds, dtype=pl.Float64)).with_columns(
+        ((pl.col("score") > pl.col("threshold")) & ~pl.col("is_fp_allowlisted")).alias("pred"))
+
+
+def false_positives(holdout: pl.DataFrame) -> pl.DataFrame:
+    """The false positives of a judged holdout (:func:`judged`): predicted anomalous, labelled
+    normal (``correct`` sequences; allowlisted ones are never predicted), most anomalous first."""
+    return (holdout.filter(pl.col("pred") & ~pl.col("anomaly"))
+            .sort(["score", "seq_id"], descending=[True, False]))
+
+
 def evaluate(holdout: pl.DataFrame, training: pl.DataFrame, thresholds: np.ndarray, k: int,
              alpha: float) -> dict[str, object]:
     """Every figure of the model's evaluation, from holdout sequences (``run``, ``test_case``,
     ``service``, ``anomaly``, ``normal``, ``is_fp_allowlisted``, ``score``) and a threshold per
-    row; predicted = above it and not allowlisted, as in ``lo2/predictions``. ``training``
-    sequences only serve as the reference distribution."""
-    holdout = holdout.with_columns(
-        ((pl.col("score") > pl.Series(thresholds, dtype=pl.Float64))
-         & ~pl.col("is_fp_allowlisted")).alias("pred"))
+    row (:func:`judged`). ``training`` sequences only serve as the reference distribution."""
+    holdout = judged(holdout, thresholds)
     tables = recall_tables(holdout)
     return {
         "event": {"applicable": False, "reason": NO_EVENT_LEVEL},

@@ -34,7 +34,8 @@ import polars as pl
 import yaml
 from scipy import sparse
 
-from lo2_dagster.lib.metrics import Split, calibrate, evaluate, split_runs
+from lo2_dagster.lib.explain import TEMPLATES, Reference, ReferenceBuilder
+from lo2_dagster.lib.metrics import Split, calibrate, evaluate, judged, split_runs
 from lo2_dagster.lib.models import fit, model_kind
 from lo2_dagster.lib.vectorize import FeatureSpec, SequenceVectorizer
 
@@ -119,6 +120,12 @@ class ModelBundle:
     gate: dict[str, Any]
     versions: dict[str, str]
     templates_digest: str | None = None
+    #: What explanations and drift compare with, from the training runs (None: a bundle
+    #: written before explanations existed).
+    reference: Reference | None = None
+    #: The holdout evaluation, one row per holdout sequence: META_COLUMNS, ``score``, the
+    #: ``threshold`` it was judged by (leave one holdout run out) and ``pred``.
+    holdout: pl.DataFrame | None = None
     #: Set by :func:`load_bundle`: the verified sha256 of the file it came from.
     sha256: str | None = None
 
@@ -159,6 +166,8 @@ def train(runs: Mapping[str, RunBatches], config: TrainingConfig,
     log(f"{len(split.training)} training runs, {len(split.holdout)} holdout runs "
         f"({', '.join(split.holdout)})")
     columns = model_columns(config.features)
+    if TEMPLATES not in columns:  # the reference counts templates whatever the features
+        columns.append(TEMPLATES)
 
     def fit_rows(batch: pl.DataFrame) -> pl.DataFrame:
         return batch if kind.supervised else batch.filter("normal")
@@ -167,7 +176,9 @@ def train(runs: Mapping[str, RunBatches], config: TrainingConfig,
         config.features, (fit_rows(b) for r in split.training for b in runs[r](columns)))
     log(f"vectorizer: {len(vectorizer.feature_names):,} columns from "
         f"{vectorizer.fitted_rows:,} sequences")
-    train_meta, train_x = _matrix(vectorizer, [runs[r] for r in split.training], columns)
+    reference = ReferenceBuilder()
+    train_meta, train_x = _matrix(vectorizer, [runs[r] for r in split.training], columns,
+                                  reference.add)
     hold_meta, hold_x = _matrix(vectorizer, [runs[r] for r in split.holdout], columns)
     mask = np.ones(len(train_meta), bool) if kind.supervised \
         else train_meta["normal"].to_numpy().astype(bool)
@@ -187,6 +198,8 @@ def train(runs: Mapping[str, RunBatches], config: TrainingConfig,
     metrics = {"threshold_calibration": calibration,
                **evaluate(hold_meta, train_meta, thresholds, config.k, config.alpha)}
     value = metrics["test_case"]["roc_auc"]
+    log(f"reference for explanations and drift: {len(train_meta):,} training scores, "
+        f"{int(train_meta['normal'].sum()):,} normal sequences")
     return ModelBundle(
         model=kind.name, estimator=estimator, vectorizer=vectorizer, threshold=threshold,
         threshold_percentile=config.threshold_percentile, split=split,
@@ -195,16 +208,21 @@ def train(runs: Mapping[str, RunBatches], config: TrainingConfig,
         params=_simple_params(estimator), metrics=metrics,
         gate={"metric": GATE_METRIC, "floor": config.min_test_case_roc_auc, "value": value,
               "passed": value is not None and value > config.min_test_case_roc_auc},
-        versions=library_versions(), templates_digest=templates_digest)
+        versions=library_versions(), templates_digest=templates_digest,
+        reference=reference.build(train_meta["score"].to_numpy()),
+        holdout=judged(hold_meta, thresholds))
 
 
-def _matrix(vectorizer: SequenceVectorizer, sources: list[RunBatches], columns: list[str]
+def _matrix(vectorizer: SequenceVectorizer, sources: list[RunBatches], columns: list[str],
+            each: Callable[[pl.DataFrame], object] = lambda _: None
             ) -> tuple[pl.DataFrame, sparse.csr_matrix]:
-    """Meta columns and feature rows of every sequence of ``sources``, one batch at a time."""
+    """Meta columns and feature rows of every sequence of ``sources``, one batch at a time
+    (each batch is also handed to ``each``)."""
     metas: list[pl.DataFrame] = []
     blocks: list[sparse.csr_matrix] = []
     for source in sources:
         for batch in source(columns):
+            each(batch)
             metas.append(batch.select(META_COLUMNS))
             blocks.append(vectorizer.transform(batch))
     if not metas:

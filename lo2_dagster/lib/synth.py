@@ -49,6 +49,10 @@ class SynthConfig:
     init_lines: int = 100
     #: Write ``metrics/<run>.csv``.
     metrics: bool = True
+    #: Shift of the valid-traffic mix, 0..1 (0: LO2's): each service's share of background
+    #: cache lines moves this far toward 1, as after a deploy that changes the traffic. It
+    #: changes the template mix of every test case alike (a drift, not an anomaly).
+    mix_shift: float = 0.0
 
     def __post_init__(self) -> None:
         """Refuse values that cannot produce a meaningful dataset."""
@@ -60,6 +64,8 @@ class SynthConfig:
             raise ValueError(f"init_lines must be >= 0, got {self.init_lines}")
         if self.start_epoch < 0:
             raise ValueError(f"start_epoch must be >= 0, got {self.start_epoch}")
+        if not 0 <= self.mix_shift < 1:
+            raise ValueError(f"mix_shift must be within [0, 1), got {self.mix_shift}")
 
 
 @dataclass(frozen=True)
@@ -1262,16 +1268,19 @@ def _traffic_lines(config: SynthConfig, rng: random.Random, service: str, window
     return max(1, round(base * rng.uniform(0.85, 1.15)))
 
 
-def _build_requests(g: _Gen, profile: _Profile, n: int) -> list[list[str]]:
-    """Valid requests and background cache lines until ``n`` lines, with rare ERROR lines."""
+def _build_requests(g: _Gen, profile: _Profile, n: int, mix_shift: float = 0.0
+                    ) -> list[list[str]]:
+    """Valid requests and background cache lines until ``n`` lines, with rare ERROR lines
+    (``mix_shift``: see :class:`SynthConfig`)."""
     rng = g.rng
+    background = profile.background_share + mix_shift * (1 - profile.background_share)
     rate = BACKGROUND_ERROR_RATE.get(g.service, 0.0)
     requests: list[list[str]] = []
     total = valid = 0
     # The token log always has a few (the real 52 s excerpt has 61): force one in tiny files.
     forced = rng.randrange(max(1, n // 10)) if g.service == "token" else -1
     while total < n:
-        if rng.random() < profile.background_share:
+        if rng.random() < background:
             lines = profile.background(g)
         else:
             lines = profile.request(g)
@@ -1317,7 +1326,7 @@ def render_file(
     start = t + rng.randint(50, 400)
     span = max(1, window.end_ms - 200 - start)
     n = _traffic_lines(config, rng, service, window)
-    requests = _build_requests(g, _PROFILES[service], n)
+    requests = _build_requests(g, _PROFILES[service], n, config.mix_shift)
     if rng.random() < n / 4000:
         requests.append(_rare_warn(g))
     requests.extend(_fault_requests(g, window.test_case, service, n))

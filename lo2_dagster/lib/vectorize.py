@@ -91,7 +91,7 @@ class SequenceVectorizer:
         for batch in batches:
             rows += len(batch)
             for bag in spec.bags:
-                pairs = _token_counts(batch, BAGS[bag])
+                pairs = token_counts(batch, BAGS[bag])
                 frequencies[bag].append(pairs.group_by("token").agg(pl.len().alias("df")))
         vocabularies = []
         for bag, parts in frequencies.items():
@@ -113,7 +113,7 @@ class SequenceVectorizer:
                 {"token": vocabulary.tokens,
                  "col": np.arange(offset, offset + len(vocabulary.tokens), dtype=np.uint32)},
                 schema={"token": pl.String, "col": pl.UInt32})
-            pairs = _token_counts(batch, BAGS[vocabulary.bag]).join(columns, on="token",
+            pairs = token_counts(batch, BAGS[vocabulary.bag]).join(columns, on="token",
                                                                     how="left")
             known = pairs.filter(pl.col("col").is_not_null())
             unknown = (pairs.filter(pl.col("col").is_null()).group_by("row")
@@ -159,7 +159,7 @@ class SequenceVectorizer:
         }
 
 
-def _token_counts(batch: pl.DataFrame, column: str) -> pl.DataFrame:
+def token_counts(batch: pl.DataFrame, column: str) -> pl.DataFrame:
     """(row, token, count) for each distinct token of each row's list column."""
     return (
         batch.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"),

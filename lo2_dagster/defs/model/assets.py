@@ -145,7 +145,7 @@ def training_set_is_current(instance: dg.DagsterInstance) -> bool:
     automation_condition=on_retrain_cron_or_new_templates(),
     pool=TRAINING_POOL,
     group_name=GROUP,
-    code_version="model-1",
+    code_version="model-2",
     kinds={"scikit-learn", "joblib"},
     owners=OWNERS,
     check_specs=[dg.AssetCheckSpec(

@@ -1,0 +1,157 @@
+"""The model report: what the model learned and where it errs, from its holdout evaluation."""
+
+import time
+
+import dagster as dg
+import polars as pl
+from upath import UPath
+
+from lo2_dagster.defs.automation import on_new_model
+from lo2_dagster.defs.ingest.partitions import ALL_RUNS
+from lo2_dagster.defs.keys import (
+    ANOMALY_MODEL,
+    DRAIN_TEMPLATES,
+    EVENTS_ENHANCED,
+    MODEL_REPORT,
+    OWNERS,
+    SEQUENCES_ENHANCED,
+)
+from lo2_dagster.lib.explain import example_lines, explain, sequence_columns
+from lo2_dagster.lib.metrics import false_positives
+from lo2_dagster.lib.model import BATCH_ROWS, ModelBundle
+from lo2_dagster.lib.report import (
+    curves_png,
+    global_top_features,
+    markdown_image,
+    score_distributions_png,
+    top_features_png,
+)
+from lo2_dagster.lib.templates import Templates
+from lo2_dagster.meta import markdown_table
+from lo2_dagster.storage import Warehouse, iter_parquet, write_bytes, write_parquet
+
+GROUP = "detect"
+#: The report's folder under the warehouse's ``reports/``.
+REPORT_FOLDER = "model_report"
+PLOTS = {
+    "curves": ("roc_pr_curves.png", "ROC and precision-recall curves"),
+    "scores": ("score_distributions.png", "Score distributions"),
+    "features": ("top_features.png", "Top features"),
+}
+FP_COLUMNS = ["seq_id", "run", "test_case", "service", "score", "threshold", "reason",
+              "top_features", "rare_templates", "nearest_normal", "template_differences"]
+
+
+@dg.asset(
+    key=MODEL_REPORT,
+    ins={"model": dg.AssetIn(ANOMALY_MODEL),
+         "sequences": dg.AssetIn(SEQUENCES_ENHANCED, metadata=ALL_RUNS),
+         "events": dg.AssetIn(EVENTS_ENHANCED, metadata=ALL_RUNS),
+         "templates": dg.AssetIn(DRAIN_TEMPLATES)},
+    automation_condition=on_new_model(),
+    group_name=GROUP,
+    code_version="report-1",
+    kinds={"matplotlib", "polars", "parquet"},
+    owners=OWNERS,
+    description=(
+        "The model's report, from its holdout evaluation: global top features (mean "
+        "|contribution| over holdout sequences), the false-positive list (holdout correct "
+        "sequences above the threshold they were judged by, with score, reasons and example "
+        "lines: what a user needs to extend the FP allowlist), the recall tables, and PNG plots "
+        "(ROC and PR curves, score distributions, top features) shown here and written to "
+        "<warehouse>/reports/model_report/ with false_positives.parquet, top_features.parquet "
+        "and model_report.md."
+    ),
+)
+def model_report(
+    context: dg.AssetExecutionContext,
+    model: ModelBundle,
+    sequences: dict[str, UPath],
+    events: dict[str, pl.LazyFrame],
+    templates: Templates,
+    warehouse: Warehouse,
+) -> dg.MaterializeResult:
+    started = time.perf_counter()
+    holdout = model.holdout
+    if holdout is None or model.reference is None:
+        raise dg.Failure(description=(
+            "lo2/anomaly_model was trained before the report existed: its bundle has no stored "
+            "holdout evaluation. Materialize lo2/anomaly_model again."))
+    missing = [run for run in model.split.holdout if run not in sequences or run not in events]
+    if missing:
+        raise dg.Failure(description=(
+            f"The model's holdout runs {missing} have no lo2/sequences_enhanced or "
+            "lo2/events_enhanced: materialize them (or retrain lo2/anomaly_model)."))
+    labels = dict(templates.table.select("template_id", "template").iter_rows())
+    columns = sequence_columns(model)
+    top = global_top_features(
+        model, (batch for run in model.split.holdout
+                for batch in iter_parquet(sequences[run], columns, BATCH_ROWS)), labels)
+    fps = _false_positives(model, holdout, sequences, events, labels)
+    context.log.info(f"{len(fps)} false positives among {len(holdout)} holdout sequences; "
+                     f"top feature: {top['label'].first() if len(top) else 'none'}")
+
+    folder = warehouse.folder("reports") / REPORT_FOLDER
+    pngs = {"curves": curves_png(holdout),
+            "scores": score_distributions_png(holdout, model.threshold),
+            "features": top_features_png(top)}
+    for name, png in pngs.items():
+        write_bytes(folder / PLOTS[name][0], png)
+    write_parquet(folder / "false_positives.parquet", fps)
+    write_parquet(folder / "top_features.parquet", top)
+    fp_table = markdown_table(fps.select(
+        "seq_id", "score", "threshold", "reason").head(50)) if len(fps) else dg.MetadataValue.md(
+        "No holdout correct sequence scored above its threshold.")
+    tables = {
+        "global_top_features": markdown_table(top.select(
+            "label", "mean_abs_contribution", "mean_contribution_anomalous",
+            "mean_contribution_normal")),
+        "false_positive_list": fp_table,
+        "recall_by_test_case": markdown_table(pl.DataFrame(model.metrics["recall_by_test_case"])),
+        "recall_by_service": markdown_table(pl.DataFrame(model.metrics["recall_by_service"])),
+    }
+    write_bytes(folder / "model_report.md", _report_markdown(model, tables).encode())
+    seconds = time.perf_counter() - started
+    return dg.MaterializeResult(metadata={
+        **{f"plot_{name}": dg.MetadataValue.md(markdown_image(png, PLOTS[name][1]))
+           for name, png in pngs.items()},
+        **tables,
+        "false_positives": len(fps),
+        "holdout_sequences": len(holdout),
+        "holdout_runs": len(model.split.holdout),
+        "model": model.model,
+        "model_sha256": model.sha256 or "",
+        "threshold": model.threshold,
+        "report_folder": dg.MetadataValue.path(str(folder)),
+        "seconds": round(seconds, 2),
+    })
+
+
+def _false_positives(model: ModelBundle, holdout: pl.DataFrame, sequences: dict[str, UPath],
+                     events: dict[str, pl.LazyFrame], labels: dict[str, str]) -> pl.DataFrame:
+    """The holdout false positives, each explained like a predicted anomaly."""
+    fps = false_positives(holdout)
+    parts = []
+    for run in fps["run"].unique().sort().to_list():
+        mine = fps.filter(pl.col("run") == run)
+        ids = mine["seq_id"].to_list()
+        frame = pl.concat([b.filter(pl.col("seq_id").is_in(ids)) for b in iter_parquet(
+            sequences[run], sequence_columns(model), BATCH_ROWS)])
+        explained = explain(model, frame, example_lines(events[run], ids), labels)
+        parts.append(explained.join(mine.select("seq_id", "threshold"), on="seq_id"))
+    if not parts:
+        empty = explain(model, pl.DataFrame(), pl.DataFrame(), labels)
+        return empty.with_columns(pl.lit(None, pl.Float64).alias("threshold")).select(FP_COLUMNS)
+    return pl.concat(parts).sort(["score", "seq_id"], descending=[True, False]).select(FP_COLUMNS)
+
+
+def _report_markdown(model: ModelBundle, tables: dict[str, dg.MarkdownMetadataValue]) -> str:
+    """model_report.md: the same report as a file, with the plots beside it."""
+    lines = [f"# Model report: {model.model}", "",
+             f"sha256 `{model.sha256}`, threshold {model.threshold:.4g}, holdout runs: "
+             + ", ".join(f"`{r}`" for r in model.split.holdout), ""]
+    for file, title in PLOTS.values():
+        lines += [f"![{title}]({file})", ""]
+    for name, value in tables.items():
+        lines += [f"## {name.replace('_', ' ').capitalize()}", "", value.md_str or "", ""]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Explanations of predicted anomalies and drift of runs against the training runs."""
