@@ -158,6 +158,15 @@ def _summary(outcomes: list, runs: Sequence[str], warehouse: str, seconds: float
               f"{model['model']}, holdout ROC AUC {format_figure(model['test_case/roc_auc'])} "
               f"(test cases), {format_figure(model['sequence/roc_auc'])} (sequences)")
         print(f"predictions: {warehouse}/lo2/predictions/<run>.parquet")
+    report = next((o.metadata["lo2/model_report"] for o in outcomes
+                   if "lo2/model_report" in o.metadata), None)
+    if report is not None:
+        print(f"report: {warehouse}/reports/model_report/ (model_report.md, plots, "
+              f"{report['false_positives']} holdout false positives)")
+    explained = [o for o in outcomes if "lo2/explanations" in o.metadata]
+    if explained:
+        print(f"why:    {warehouse}/lo2/explanations/<run>.parquet; each run's summary is on "
+              "lo2/explanations' page in the UI")
     print("UI:     lo2-dagster ui   -> http://127.0.0.1:3000 (Assets, Runs)")
 
 

@@ -47,13 +47,28 @@ GRAPH = {
         "code_version": "fingerprint-1", "checks": [], "automation": "on_any_run_changed"},
     "lo2/anomaly_model": {
         "deps": ["lo2/drain_templates", "lo2/sequences_enhanced", "lo2/training_set"],
-        "group": "model", "partitions": None, "code_version": "model-1",
+        "group": "model", "partitions": None, "code_version": "model-2",
         "checks": ["holdout_test_case_roc_auc_above_floor"],
         "automation": "on_retrain_cron(0 3 * * 0)_or_new_templates"},
     "lo2/predictions": {
         "deps": ["lo2/anomaly_model", "lo2/sequences_enhanced"], "group": "detect",
         "partitions": "lo2_runs", "code_version": "predict-1", "checks": [],
         "automation": PER_RUN},
+    "lo2/model_report": {
+        "deps": ["lo2/anomaly_model", "lo2/drain_templates", "lo2/events_enhanced",
+                 "lo2/sequences_enhanced"],
+        "group": "detect", "partitions": None, "code_version": "report-1", "checks": [],
+        "automation": "on_new_model"},
+    "lo2/explanations": {
+        "deps": ["lo2/anomaly_model", "lo2/drain_templates", "lo2/events_enhanced",
+                 "lo2/predictions", "lo2/sequences_enhanced"],
+        "group": "explain", "partitions": "lo2_runs", "code_version": "explain-1",
+        "checks": [], "automation": PER_RUN},
+    "lo2/score_drift": {
+        "deps": ["lo2/anomaly_model", "lo2/drain_templates", "lo2/predictions",
+                 "lo2/sequences_enhanced"],
+        "group": "explain", "partitions": "lo2_runs", "code_version": "drift-1",
+        "checks": ["drift_below_warning_level"], "automation": PER_RUN},
 }
 
 
@@ -102,10 +117,12 @@ def test_jobs_schedules_sensors_and_resources():
     selected = {name: sorted(k.to_user_string() for k in jobs[name].asset_layer.selected_asset_keys)
                 for name in ("lo2_ingest", "lo2_training", "lo2_rescore")}
     assert selected == {
-        "lo2_ingest": ["lo2/events_enhanced", "lo2/message_counts", "lo2/predictions",
-                       "lo2/raw_events", "lo2/raw_sequences", "lo2/sequences_enhanced"],
-        "lo2_training": ["lo2/anomaly_model", "lo2/drain_templates", "lo2/training_set"],
-        "lo2_rescore": ["lo2/predictions"],
+        "lo2_ingest": ["lo2/events_enhanced", "lo2/explanations", "lo2/message_counts",
+                       "lo2/predictions", "lo2/raw_events", "lo2/raw_sequences",
+                       "lo2/score_drift", "lo2/sequences_enhanced"],
+        "lo2_training": ["lo2/anomaly_model", "lo2/drain_templates", "lo2/model_report",
+                         "lo2/training_set"],
+        "lo2_rescore": ["lo2/explanations", "lo2/predictions", "lo2/score_drift"],
     }
     sensors = d.get_repository_def().sensor_defs
     assert sorted(s.name for s in sensors) == ["lo2_automation", "lo2_source_files"]

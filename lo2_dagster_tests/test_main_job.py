@@ -106,7 +106,7 @@ def test_synth_then_run_end_to_end(tmp_path):
     assert {p.stem for p in per_run} == {runs[0]}
     assert {p.parent.name for p in per_run} == {
         "raw_events", "raw_sequences", "message_counts", "events_enhanced",
-        "sequences_enhanced", "predictions"}
+        "sequences_enhanced", "predictions", "explanations", "score_drift"}
     assert warehouse / "lo2" / "training_set.parquet" in rewritten
     assert "lo2/enhanced_exports is stale: lo2/events_enhanced" in changed.stdout
 

@@ -15,7 +15,7 @@ from lo2_dagster import settings
 from lo2_dagster.definitions import defs
 from lo2_dagster.defs.ingest.partitions import RUNS
 from lo2_dagster.defs.ingest.sensors import observe_sources
-from lo2_dagster.defs.jobs import CATCH_UP_SCHEDULE, PER_RUN
+from lo2_dagster.defs.jobs import CATCH_UP_SCHEDULE, PER_RUN, SCORING
 from lo2_dagster.defs.keys import (
     ANOMALY_MODEL,
     DRAIN_TEMPLATES,
@@ -204,11 +204,13 @@ def test_automation_requests_exactly_what_changed(world):
     result = ev(defs=world.defs, instance=world.instance, cursor=cursor)
     assert requested(result) == set()
 
-    # A new model (another seed: a new data version): every run is rescored (the new run's
-    # predictions wait for its enhanced sequences). New runs alone never retrain the model.
+    # A new model (another seed: a new data version): every run is rescored, explained and
+    # checked for drift, and the model's report is redrawn (the new run's waits for its
+    # enhanced sequences). New runs alone never retrain the model.
     world.materialize([ANOMALY_MODEL], config={"seed": 1})
     result = ev(defs=world.defs, instance=world.instance, cursor=result.cursor)
-    assert requested(result) == {f"lo2/predictions[{r}]" for r in world.runs}
+    assert requested(result) == {"lo2/model_report"}.union(
+        *(chain(r, SCORING) for r in world.runs))
 
 
 def test_retraining_follows_the_cron_not_new_runs(world):

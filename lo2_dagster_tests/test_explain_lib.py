@@ -1,0 +1,234 @@
+"""Explanations, drift and report plots without Dagster: exact contributions, rare templates,
+nearest normals, the FP list, PSI of template mixes and valid PNGs."""
+
+import base64
+import io
+from collections import Counter
+
+import numpy as np
+import polars as pl
+import pytest
+from matplotlib.image import imread
+
+from lo2_dagster.lib import explain as ex
+from lo2_dagster.lib import model as lib
+from lo2_dagster.lib.drift import DEFAULT_WARN_PSI, drift, template_events, template_psi
+from lo2_dagster.lib.metrics import false_positives
+from lo2_dagster.lib.models import REGISTRY
+from lo2_dagster.lib.report import (
+    curves_png,
+    global_top_features,
+    markdown_image,
+    score_distributions_png,
+    top_features_png,
+)
+from lo2_dagster.lib.vectorize import FeatureSpec
+from lo2_dagster_tests.test_model_lib import RUNS, dataset, source
+
+PNG = b"\x89PNG\r\n\x1a\n"
+#: What light-4j's per-request noise looks like: thread names and 22-character correlation ids.
+NOISE = r"XNIO-\d|task-\d|hz\._hzInstance|\[main\]|[A-Za-z0-9_-]{22}"
+
+
+def _real(generated, name=lib.DEFAULT_MODEL, **config):
+    runs = {r: source(pl.read_parquet(p)) for r, p in generated.items()}
+    return lib.train(runs, lib.TrainingConfig(model=name, **config))
+
+
+def _warehouse(generated):
+    return next(iter(generated.values())).parent.parent  # <warehouse>/lo2
+
+
+def _templates(generated) -> dict[str, str]:
+    table = pl.read_parquet(_warehouse(generated) / "drain_templates" / "templates.parquet")
+    return dict(table.select("template_id", "template").iter_rows())
+
+
+def _run(generated, bundle, run):
+    return pl.read_parquet(generated[run], columns=ex.sequence_columns(bundle))
+
+
+def _examples(generated, run, ids):
+    events = pl.scan_parquet(_warehouse(generated) / "events_enhanced" / f"{run}.parquet")
+    return ex.example_lines(events, ids)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_contributions_add_up_exactly_to_the_model_value(name):
+    frames = dataset(dict.fromkeys(RUNS, True))
+    bundle = lib.train({r: source(f) for r, f in frames.items()},
+                       lib.TrainingConfig(model=name, holdout_fraction=0.34,
+                                          features=FeatureSpec(("drain", "words", "numeric"))))
+    batch = pl.concat(frames.values())
+    matrix = bundle.vectorizer.transform(batch)
+    contrib = ex.contributions(bundle.estimator, matrix)
+    value = ex.model_value(bundle.estimator, matrix)
+    total = contrib.base + np.asarray(contrib.values.sum(axis=1)).ravel()
+    np.testing.assert_allclose(total, value, rtol=1e-9, atol=1e-9)
+    # The value is the score, or the score is a fixed monotone function of it.
+    scores = bundle.scores(batch)
+    if name in ("logistic_regression", "gradient_boosting"):
+        np.testing.assert_allclose(1 / (1 + np.exp(-value)), scores, rtol=1e-9)
+    elif name == "isolation_forest":
+        c = ex._average_depth(np.array([bundle.estimator[-1]._max_samples]))[0]
+        np.testing.assert_allclose(2 ** (value / c), scores, rtol=1e-9)
+    else:
+        np.testing.assert_allclose(value, scores, rtol=1e-9, atol=1e-12)
+
+
+def test_a_linear_model_s_contributions_are_coefficient_times_feature():
+    frames = dataset(dict.fromkeys(RUNS, True))
+    bundle = lib.train({r: source(f) for r, f in frames.items()},
+                       lib.TrainingConfig(model="logistic_regression", holdout_fraction=0.34))
+    batch = frames[RUNS[0]]
+    pipeline = bundle.estimator
+    transformed = pipeline[:-1].transform(bundle.vectorizer.transform(batch)).toarray()
+    contrib = ex.contributions(pipeline, bundle.vectorizer.transform(batch))
+    np.testing.assert_allclose(contrib.values.toarray(),
+                               transformed * pipeline[-1].coef_[0], rtol=1e-12)
+    np.testing.assert_allclose(contrib.base + contrib.values.sum(axis=1).A.ravel(),
+                               pipeline.decision_function(bundle.vectorizer.transform(batch)))
+    # The anomalous template e9 pushes error sequences up, and is their top feature.
+    [top] = ex.top_features(contrib, bundle.vectorizer.feature_names, {}, top=1)[-1:]
+    assert top[0]["feature"] == "drain:e9" and top[0]["contribution"] > 0
+
+
+def test_an_injected_unseen_template_is_the_top_reason(generated):
+    bundle = _real(generated)
+    run = bundle.split.holdout[0]
+    frame = _run(generated, bundle, run)
+    correct = frame.filter(pl.col("normal") & (pl.col("service") == "token"))
+    examples = _examples(generated, run, correct["seq_id"].to_list())
+    templates = _templates(generated)
+    before = ex.explain(bundle, correct, examples, templates)
+    assert "e999" not in before["reason"][0]
+
+    injected = correct.with_columns(pl.col(ex.TEMPLATES).list.concat(
+        pl.lit(["e999", "e999", "e999"], dtype=pl.List(pl.String))))
+    line = "Refusing connection: certificate for key-service expired"
+    examples = pl.concat([examples, pl.DataFrame(
+        {"seq_id": correct["seq_id"], "template": ["e999"], "example": [line]})])
+    after = ex.explain(bundle, injected, examples, {**templates, "e999": "Refusing <*>"})
+    row = after.row(0, named=True)
+    assert row["score"] > before["score"][0]
+    assert row["top_features"][0]["feature"] == "drain:<oov>"
+    assert row["rare_templates"][0] == {"template_id": "e999", "template": "Refusing <*>",
+                                        "count": 3, "normal_share": 0.0, "example": line}
+    assert row["reason"] == f"template e999 (never seen in normal training, x3): {line}"
+    assert ex.run_summary(after, 54, bundle.threshold).count("e999") == 1
+
+
+def test_reasons_are_templates_not_threads_or_correlation_ids(generated):
+    bundle = _real(generated, features=FeatureSpec(("drain", "words", "numeric")))
+    run = bundle.split.holdout[0]
+    frame = _run(generated, bundle, run).with_columns(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("rank"))
+    out = ex.explain(bundle, frame, _examples(generated, run, frame["seq_id"].to_list()),
+                     _templates(generated))
+    features = out.select(pl.col("top_features").explode().struct.field("feature"))["feature"]
+    assert len(features) > len(frame)  # several features per sequence
+    assert not features.str.contains(NOISE).any(), features.filter(
+        features.str.contains(NOISE)).to_list()
+
+
+def test_nearest_normal_is_the_most_similar_correct_sequence_of_the_same_service(generated):
+    bundle = _real(generated)
+    reference = bundle.reference
+    run = bundle.split.holdout[0]
+    frame = _run(generated, bundle, run)
+    nearest = ex.nearest_normal(frame, reference)
+    normals = {}  # recomputed independently, from the training runs' files
+    for r in bundle.split.training:
+        for row in pl.read_parquet(generated[r]).filter("normal").iter_rows(named=True):
+            normals[row["seq_id"]] = (row["service"], Counter(row[ex.TEMPLATES]))
+
+    def cosine(a: Counter, b: Counter) -> float:
+        dot = sum(a[t] * b[t] for t in a)
+        return dot / (np.sqrt(sum(v * v for v in a.values()))
+                      * np.sqrt(sum(v * v for v in b.values())))
+
+    assert set(reference.normal_meta["seq_id"]) == set(normals)
+    for i, row in enumerate(frame.iter_rows(named=True)):
+        found = nearest.seq_id[i]
+        service, counts = normals[found]
+        assert service == row["service"] and "__correct__" in found
+        assert found.split("__")[0] in bundle.split.training
+        mine = Counter(row[ex.TEMPLATES])
+        best = max(cosine(mine, c) for s, c in normals.values() if s == row["service"])
+        assert nearest.similarity[i] == pytest.approx(cosine(mine, counts))
+        assert nearest.similarity[i] == pytest.approx(best)
+    # The differences are the counts of the two sequences.
+    diffs = ex.template_differences(frame, reference, nearest, {})
+    for i, row in enumerate(frame.head(20).iter_rows(named=True)):
+        theirs = normals[nearest.seq_id[i]][1]
+        mine = Counter(row[ex.TEMPLATES])
+        for d in diffs[i]:
+            assert d["count"] == mine[d["template_id"]]
+            assert d["normal_count"] == theirs[d["template_id"]]
+            assert d["difference"] == d["count"] - d["normal_count"] != 0
+
+
+def test_a_training_sequence_is_never_its_own_nearest_normal(generated):
+    bundle = _real(generated)
+    run = bundle.split.training[0]
+    correct = _run(generated, bundle, run).filter("normal")
+    nearest = ex.nearest_normal(correct, bundle.reference)
+    assert all(n is not None and n != own for n, own in
+               zip(nearest.seq_id, correct["seq_id"], strict=True))
+    assert all(s < 1.0 + 1e-12 for s in nearest.similarity)
+
+
+def test_the_fp_list_is_exactly_the_holdout_false_positives(generated):
+    # A lower threshold percentile than the default gives false positives to list.
+    bundle = _real(generated, threshold_percentile=80)
+    holdout = bundle.holdout
+    fps = false_positives(holdout)
+    assert len(fps) == bundle.metrics["sequence"]["confusion_matrix"]["fp"] > 0
+    assert fps["normal"].all() and (fps["score"] > fps["threshold"]).all()
+    listed = set(fps["seq_id"])
+    rest = holdout.filter(pl.col("normal") & ~pl.col("seq_id").is_in(list(listed)))
+    assert (rest["score"] <= rest["threshold"]).all()
+    # The scores the bundle stored are what the model gives the holdout runs' files.
+    for run in bundle.split.holdout:
+        frame = _run(generated, bundle, run)
+        stored = holdout.filter(pl.col("run") == run).sort("seq_id")
+        scored = bundle.score(frame).sort("seq_id")
+        np.testing.assert_allclose(stored["score"], scored["score"])
+
+
+def test_drift_of_templates_is_zero_for_the_same_mix_and_names_what_moved():
+    same = {"e1": 100, "e2": 50}
+    assert template_psi(same, {"e1": 10, "e2": 5})[0] == pytest.approx(0.0, abs=1e-12)
+    value, table = template_psi(same, {"e1": 10, "e2": 50, "e3": 5})
+    assert value > DEFAULT_WARN_PSI
+    assert table["template_id"].to_list()[0] in ("e2", "e3")
+    assert table.filter(pl.col("template_id") == "e3")["training_events"].item() == 0
+    assert template_psi({}, same)[0] is None
+
+
+def test_an_ordinary_run_does_not_drift(generated):
+    bundle = _real(generated)
+    for run in generated:
+        frame = _run(generated, bundle, run)
+        result = drift(bundle.reference, bundle.scores(frame), template_events(frame))
+        assert result.exceeds(DEFAULT_WARN_PSI) == [], (run, result)
+        assert result.template_psi < 0.1
+
+
+def test_report_plots_are_valid_pngs_and_embed_as_markdown_images(generated):
+    bundle = _real(generated)
+    columns = ex.sequence_columns(bundle)
+    batches = (pl.read_parquet(generated[r], columns=columns) for r in bundle.split.holdout)
+    top = global_top_features(bundle, batches, _templates(generated))
+    assert 0 < len(top) <= 15
+    assert top["mean_abs_contribution"].is_sorted(descending=True)
+    for png in (curves_png(bundle.holdout), score_distributions_png(bundle.holdout,
+                                                                    bundle.threshold),
+                top_features_png(top)):
+        assert png.startswith(PNG)
+        image = imread(io.BytesIO(png), format="png")
+        assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 400
+        assert np.ptp(image[..., :3]) > 0  # not a blank canvas
+        markdown = markdown_image(png, "a plot")
+        assert markdown.startswith("![a plot](data:image/png;base64,")
+        assert base64.b64decode(markdown[len("![a plot](data:image/png;base64,"):-1]) == png
