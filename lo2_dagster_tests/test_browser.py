@@ -18,6 +18,7 @@ import polars as pl
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
+from lo2_dagster.defs.detect.report import PLOTS
 from lo2_dagster_tests.dagster_dev import deployment
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -83,6 +84,41 @@ def launch_materialize_all(page: Page, url: str, assets: int, partitions: int) -
     return match.group(1)
 
 
+def check_report_plots(page: Page, url: str) -> None:
+    """model_report's page: each plot opens from its metadata row and renders as an image
+    (decoded by the browser: a natural size, not a broken icon or a file path)."""
+    page.goto(f"{url}/assets/lo2/model_report")
+    for name, (_, title) in PLOTS.items():
+        row = page.get_by_role("row").filter(has_text=f"plot_{name}")
+        row.get_by_text("[Show Markdown]").click()
+        dialog = page.get_by_role("dialog")
+        image = dialog.get_by_role("img", name=title)
+        expect(image).to_be_visible()
+        size = image.evaluate("i => [i.complete, i.naturalWidth, i.naturalHeight]")
+        assert size[0] and size[1] >= 600 and size[2] >= 300, (name, size)
+        assert image.get_attribute("src").startswith("data:image/png;base64,")
+        shot(page, f"7-report-{name}")
+        dialog.get_by_role("button", name="Close").click()
+        expect(dialog).to_be_hidden()
+
+
+def check_explanation_summary(page: Page, url: str, run: str, warehouse: Path) -> None:
+    """lo2/explanations[run]'s page shows the run's summary: the anomalous test cases with
+    their top reason, as the file lists them."""
+    explained = pl.read_parquet(warehouse / "lo2" / "explanations" / f"{run}.parquet")
+    top = explained.sort("rank").row(0, named=True)
+    page.goto(f"{url}/assets/lo2/explanations?partition={run}")
+    row = page.get_by_role("row").filter(has_text="summary")
+    expect(row).to_be_visible()
+    show = row.get_by_text("[Show Markdown]")
+    if show.count():
+        show.click()
+        row = page.get_by_role("dialog")
+    expect(row).to_contain_text("test cases look anomalous")
+    expect(row).to_contain_text(top["test_case"])
+    shot(page, "8-explanations-summary")
+
+
 def test_materialize_all_in_the_browser_backfills_every_run(tmp_path: Path, browser: Browser):
     # The source-files sensor (running by default) has discovered the runs.
     with deployment(tmp_path) as deployed:
@@ -135,6 +171,9 @@ def test_materialize_all_in_the_browser_backfills_every_run(tmp_path: Path, brow
             match = re.match(r"/runs/([0-9a-f-]+)", href)
             assert match and match.group(1) in dev.backfill_run_ids(backfill_id), href
             shot(page, "6-anomaly-model")
+
+            check_report_plots(page, dev.url)
+            check_explanation_summary(page, dev.url, runs[0], warehouse)
         except BaseException:
             with suppress(Exception):  # a failure's screenshot must not hide the failure
                 shot(page, "failure")

@@ -59,8 +59,8 @@ FP_COLUMNS = ["seq_id", "run", "test_case", "service", "score", "threshold", "re
         "sequences above the threshold they were judged by, with score, reasons and example "
         "lines: what a user needs to extend the FP allowlist), the recall tables, and PNG plots "
         "(ROC and PR curves, score distributions, top features) shown here and written to "
-        "<warehouse>/reports/model_report/ with false_positives.parquet, top_features.parquet "
-        "and model_report.md."
+        "`<warehouse>/reports/model_report/` with `false_positives.parquet`, "
+        "`top_features.parquet` and `model_report.md`."
     ),
 )
 def model_report(

@@ -32,7 +32,7 @@ SEQUENCES_FILE = "lo2_sequences_enhanced.parquet"
     kinds={"parquet"},
     owners=OWNERS,
     description=(
-        f"<warehouse>/exports/{EVENTS_FILE} and {SEQUENCES_FILE}: every materialized run's "
+        f"`<warehouse>/exports/{EVENTS_FILE}` and `{SEQUENCES_FILE}`: every materialized run's "
         "enhanced events and sequences in one file each, for notebooks "
         "(pl.scan_parquet(...)). Streamed file by file, a batch at a time."
     ),

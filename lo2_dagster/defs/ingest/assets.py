@@ -54,7 +54,7 @@ SEQUENCE_COLUMNS = {
         owners=OWNERS,
         kinds={"files"},
         description=(
-            "The log files of one LO2 run folder (<LO2 root>/logs/<run>/<test_case>/*.log). "
+            "The log files of one LO2 run folder (`<LO2 root>/logs/<run>/<test_case>/*.log`). "
             "Observed by the sensor lo2_source_files and by `lo2-dagster run`: the data version "
             "is a signature of the files' names, sizes and modification times, so a copied, "
             "edited or touched run makes its raw events stale."

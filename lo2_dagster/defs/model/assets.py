@@ -155,8 +155,8 @@ def training_set_is_current(instance: dg.DagsterInstance) -> bool:
     description=(
         "The anomaly model bundle (model + vectorizer + threshold + run split + metrics), "
         "trained on the training runs' enhanced sequences and evaluated on holdout runs only "
-        "(split by run). Files: <warehouse>/lo2/anomaly_model/{model.joblib, model.yml, "
-        "metrics.json}; model.yml records the sha256 that loading verifies. Models: "
+        "(split by run). Files: `<warehouse>/lo2/anomaly_model/` (`model.joblib`, "
+        "`model.yml`, `metrics.json`); model.yml records the sha256 that loading verifies. Models: "
         + ", ".join(f"{k.name} ({k.description})" for k in REGISTRY.values()) + "."
     ),
 )
