@@ -9,12 +9,14 @@ lines) and materializes the whole asset graph on it with the main job's code pat
 
 Then, each in a fresh child process:
 
-- the library: for the default features (drain, numeric) and for every bag (drain, words,
-  trigrams, numeric: thousands of columns), a model is trained on the runs (as
-  lo2/anomaly_model does) and ``lib.explain.explain`` explains one holdout run twice: its
+- the library: for the default model and features (rare_tokens on drain, numeric), for every
+  bag (drain, words, trigrams, numeric: hundreds to thousands of columns) and for
+  logistic_regression on every bag, a model is trained on the runs (as lo2/anomaly_model
+  does) and ``lib.explain.explain`` explains one holdout run twice: its
   predicted-anomalous sequences (what the asset does) and all of its sequences (the worst
   case). Printed: feature columns, sequences, seconds and the peak of Python allocations
-  during the explanation (tracemalloc), which must not grow with the feature count;
+  during the explanation (tracemalloc: NumPy/SciPy and Python objects, not polars' Rust
+  buffers), beside the size one dense float64 matrix of those sequences would take;
 - the asset: ``lo2/explanations[run]`` materialized through Dagster (execute_in_process on the
   cached instance), wall seconds including loading the model, templates and inputs.
 """
@@ -30,7 +32,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-FEATURE_SETS = ("drain,numeric", "drain,words,trigrams,numeric")
+#: (model, features): the default, every bag, and a supervised model (its vectorizer is fitted
+#: on every training sequence, so it has the most columns).
+CONFIGS = (("rare_tokens", "drain,numeric"), ("rare_tokens", "drain,words,trigrams,numeric"),
+           ("logistic_regression", "drain,words,trigrams,numeric"))
 
 
 def build(cache: Path, runs: int, token_lines: int) -> list[str]:
@@ -53,7 +58,8 @@ def build(cache: Path, runs: int, token_lines: int) -> list[str]:
 
         names = sorted(p.name for p in (cache / "lo2" / "logs").iterdir())
         started = time.perf_counter()
-        with dg.DagsterInstance.local_temp(tempdir=str(cache / "home")) as instance:
+        with dg.DagsterInstance.local_temp(tempdir=str(cache / "home"),
+                                       overrides={"telemetry": {"enabled": False}}) as instance:
             add_run_partitions(instance, names)
             outcomes = materialize_all(defs(), instance, names, report=lambda _: None)
         failed = [o.error for o in outcomes if not o.success]
@@ -70,8 +76,8 @@ def _environment(cache: Path) -> None:
     os.environ["DAGSTER_HOME"] = str(cache / "home")
 
 
-def library(cache: Path, features: str) -> dict:
-    """Train with ``features``, then explain one holdout run (flagged and all sequences)."""
+def library(cache: Path, config: str) -> dict:
+    """Train ``model:features``, then explain one holdout run (flagged and all sequences)."""
     import functools
     import tracemalloc
 
@@ -86,11 +92,14 @@ def library(cache: Path, features: str) -> dict:
     lo2 = cache / "warehouse" / "lo2"
     paths = {p.stem: UPath(p) for p in sorted((lo2 / "sequences_enhanced").glob("*.parquet"))}
     runs = {r: functools.partial(iter_parquet, p, batch_rows=256) for r, p in paths.items()}
-    bundle = train(runs, TrainingConfig(features=FeatureSpec(tuple(features.split(",")))))
+    model, features = config.split(":")
+    bundle = train(runs, TrainingConfig(model=model,
+                                        features=FeatureSpec(tuple(features.split(",")))))
     templates = dict(pl.read_parquet(lo2 / "drain_templates" / "templates.parquet")
                      .select("template_id", "template").iter_rows())
     run = bundle.split.holdout[0]
-    out = {"features": features, "columns": len(bundle.vectorizer.feature_names), "run": run}
+    out = {"model": model, "features": features, "run": run,
+           "columns": len(bundle.vectorizer.feature_names)}
     for label in ("flagged", "all"):
         tracemalloc.start()
         started = time.perf_counter()
@@ -103,8 +112,9 @@ def library(cache: Path, features: str) -> dict:
         seconds = time.perf_counter() - started
         peak = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
+        dense = len(frame) * out["columns"] * 8 / 2**20  # one float64 matrix, if densified
         out[label] = {"sequences": len(explained), "seconds": round(seconds, 3),
-                      "peak_python_mb": round(peak, 1)}
+                      "peak_python_mb": round(peak, 1), "dense_matrix_mb": round(dense, 1)}
     return out
 
 
@@ -117,7 +127,8 @@ def asset(cache: Path, run: str) -> dict:
     from lo2_dagster.defs.keys import EXPLANATIONS
 
     job = defs().resolve_implicit_global_asset_job_def()
-    with dg.DagsterInstance.local_temp(tempdir=str(cache / "home")) as instance:
+    with dg.DagsterInstance.local_temp(tempdir=str(cache / "home"),
+                                       overrides={"telemetry": {"enabled": False}}) as instance:
         started = time.perf_counter()
         result = job.execute_in_process(instance=instance, asset_selection=[EXPLANATIONS],
                                         partition_key=run)
@@ -147,14 +158,15 @@ def main() -> None:
     names = build(cache, args.runs, args.token_lines)
     print(f"{os.cpu_count()} cores; {len(names)} runs of {args.token_lines} token lines")
     results = {"library": [], "asset": None}
-    for features in FEATURE_SETS:
-        row = _child("library", str(cache), features)
+    for model, features in CONFIGS:
+        row = _child("library", str(cache), f"{model}:{features}")
         results["library"].append(row)
         for label in ("flagged", "all"):
             r = row[label]
-            print(f"  {features:<30} {row['columns']:>6,} columns  {label:<7} "
-                  f"{r['sequences']:>4} sequences  {r['seconds']:>6.2f} s  "
-                  f"peak {r['peak_python_mb']:>6.1f} MB", flush=True)
+            print(f"  {model:<20} {features:<29} {row['columns']:>6,} columns  {label:<7} "
+                  f"{r['sequences']:>4} sequences  {r['seconds']:>6.2f} s  peak "
+                  f"{r['peak_python_mb']:>5.1f} MB (one dense matrix: "
+                  f"{r['dense_matrix_mb']:.1f} MB)", flush=True)
     run = results["library"][0]["run"]
     results["asset"] = _child("asset", str(cache), run)
     print(f"  lo2/explanations[{run}] through Dagster: {results['asset']['seconds']:.2f} s "

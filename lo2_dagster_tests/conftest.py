@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import shutil
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ def line(time: str, message: str, level: str = "DEBUG", cid: str = "tz9i6iqUQCSo
 
 
 WriteRun = Callable[..., Path]
+#: Instance settings of on-disk test instances (the project's dagster.yaml turns it off too).
+NO_TELEMETRY = {"telemetry": {"enabled": False}}
 
 
 @pytest.fixture
@@ -83,3 +86,38 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         runs = build_warehouse(base, runs=4, seed=11, instance=instance, monkeypatch=mp)
     folder = base / "warehouse" / "lo2" / "sequences_enhanced"
     return {run: folder / f"{run}.parquet" for run in runs}
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """Three generated runs (seed 5) with the whole asset graph materialized, once per session,
+    on an on-disk instance in ``<base>/home``. Tests work on a copy (``built_copy``)."""
+    import dagster as dg
+
+    base = tmp_path_factory.mktemp("built")
+    (base / "home").mkdir()
+    with pytest.MonkeyPatch.context() as mp, \
+            dg.DagsterInstance.local_temp(tempdir=str(base / "home"), overrides=NO_TELEMETRY) \
+            as instance:
+        runs = build_warehouse(base, runs=3, seed=5, instance=instance, monkeypatch=mp)
+    return base, runs
+
+
+@pytest.fixture
+def built_copy(built: tuple[Path, list[str]], tmp_path: Path,
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, list[str], Any]]:
+    """A copy of ``built``: its data, warehouse and instance (mtimes kept, so the run folders'
+    signatures are those observed), with ``LO2_ROOT`` and ``LO2_WAREHOUSE`` pointing at it.
+    Yields (base, runs, instance)."""
+    import dagster as dg
+
+    from lo2_dagster import settings
+
+    base, runs = built
+    copy = tmp_path / "world"
+    shutil.copytree(base, copy)
+    monkeypatch.setenv(settings.ENV_ROOT, str(copy / "lo2"))
+    monkeypatch.setenv(settings.ENV_WAREHOUSE, str(copy / "warehouse"))
+    with dg.DagsterInstance.local_temp(tempdir=str(copy / "home"),
+                                       overrides=NO_TELEMETRY) as instance:
+        yield copy, runs, instance

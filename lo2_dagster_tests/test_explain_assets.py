@@ -12,7 +12,6 @@ import polars as pl
 import pytest
 from matplotlib.image import imread
 
-from lo2_dagster import settings
 from lo2_dagster.definitions import defs
 from lo2_dagster.defs.detect.report import PLOTS, REPORT_FOLDER
 from lo2_dagster.defs.ingest.partitions import RUNS
@@ -29,30 +28,12 @@ from lo2_dagster.lib.metrics import false_positives
 from lo2_dagster.lib.model import load_bundle
 from lo2_dagster.lib.synth import SynthConfig, generate
 from lo2_dagster.pipeline import materialize_all
-from lo2_dagster_tests.conftest import build_warehouse
 from lo2_dagster_tests.test_explain_lib import NOISE, PNG
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> tuple[Path, list[str]]:
-    """Three generated runs, fully materialized once per module (tests get a copy)."""
-    base = tmp_path_factory.mktemp("explain")
-    (base / "home").mkdir()
-    with pytest.MonkeyPatch.context() as mp, \
-            dg.DagsterInstance.local_temp(tempdir=str(base / "home")) as instance:
-        runs = build_warehouse(base, runs=3, seed=5, instance=instance, monkeypatch=mp)
-    return base, runs
-
-
 @pytest.fixture
-def world(built, tmp_path, monkeypatch):
-    base, runs = built
-    copy = tmp_path / "world"
-    shutil.copytree(base, copy)
-    monkeypatch.setenv(settings.ENV_ROOT, str(copy / "lo2"))
-    monkeypatch.setenv(settings.ENV_WAREHOUSE, str(copy / "warehouse"))
-    with dg.DagsterInstance.local_temp(tempdir=str(copy / "home")) as instance:
-        yield copy, runs, instance
+def world(built_copy):
+    return built_copy
 
 
 def latest(instance, key, partition=None) -> dg.AssetMaterialization:

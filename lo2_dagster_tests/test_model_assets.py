@@ -15,17 +15,14 @@ from lo2_dagster.lib import models
 from lo2_dagster.lib.models import ModelKind, RareTokenDetector
 from lo2_dagster.lib.vectorize import SequenceVectorizer
 from lo2_dagster.pipeline import failure_summary
-from lo2_dagster_tests.conftest import build_warehouse
 
 
 @pytest.fixture
-def trained(tmp_path, monkeypatch):
-    """Three generated runs through the whole graph, on an ephemeral instance kept open."""
-    with dg.DagsterInstance.ephemeral() as instance:
-        runs = build_warehouse(tmp_path, runs=3, seed=5, instance=instance,
-                               monkeypatch=monkeypatch)
-        yield {"instance": instance, "runs": runs, "warehouse": tmp_path / "warehouse",
-               "folder": tmp_path / "warehouse" / "lo2" / "anomaly_model"}
+def trained(built_copy):
+    """A copy of three generated runs through the whole graph, on an on-disk instance."""
+    base, runs, instance = built_copy
+    return {"instance": instance, "runs": runs, "warehouse": base / "warehouse",
+            "folder": base / "warehouse" / "lo2" / "anomaly_model"}
 
 
 def execute(instance, keys, partition=None, config=None) -> dg.ExecuteInProcessResult:

@@ -11,7 +11,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from lo2_dagster import settings
 from lo2_dagster.definitions import defs
 from lo2_dagster.defs.ingest.partitions import RUNS
 from lo2_dagster.defs.ingest.sensors import observe_sources
@@ -28,7 +27,6 @@ from lo2_dagster.defs.resources import FpAllowlistFile, Lo2Root
 from lo2_dagster.lib.synth import SynthConfig, generate
 from lo2_dagster.pipeline import materialize_all
 from lo2_dagster.versions import StaleCauseCategory, StaleStatus, describe, stale_status
-from lo2_dagster_tests.conftest import build_warehouse
 
 EXTRA_LINE = ("2024-06-28 16:59:59.999 [XNIO-1 task-2]  abc DEBUG "
               "c.n.o.t.h.Oauth2TokenPostHandler handleRequest - an extra line\n")
@@ -77,28 +75,10 @@ class World:
         log.write_text(log.read_text() + EXTRA_LINE)
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> tuple[Path, list[str]]:
-    """Three generated runs, fully materialized once per module (tests get a copy)."""
-    base = tmp_path_factory.mktemp("orchestration")
-    (base / "home").mkdir()
-    with pytest.MonkeyPatch.context() as mp, \
-            dg.DagsterInstance.local_temp(tempdir=str(base / "home")) as instance:
-        runs = build_warehouse(base, runs=3, seed=5, instance=instance, monkeypatch=mp)
-    return base, runs
-
-
 @pytest.fixture
-def world(built, tmp_path, monkeypatch) -> World:
-    """A copy of the built warehouse, its data and its instance (mtimes kept, so the run
-    folders' signatures are those observed)."""
-    base, runs = built
-    copy = tmp_path / "world"
-    shutil.copytree(base, copy)
-    monkeypatch.setenv(settings.ENV_ROOT, str(copy / "lo2"))
-    monkeypatch.setenv(settings.ENV_WAREHOUSE, str(copy / "warehouse"))
-    with dg.DagsterInstance.local_temp(tempdir=str(copy / "home")) as instance:
-        yield World(copy, runs, instance, defs())
+def world(built_copy) -> World:
+    base, runs, instance = built_copy
+    return World(base, runs, instance, defs())
 
 
 def chain(run: str, keys=PER_RUN) -> set[str]:
@@ -244,15 +224,18 @@ def test_the_catch_up_schedule_requests_runs_with_stale_assets(world):
     schedule = world.defs.resolve_schedule_def(CATCH_UP_SCHEDULE)
     repo = world.defs.get_repository_def()
     hour = dt.datetime(2026, 11, 22, 10, tzinfo=dt.UTC)
-    context = dg.build_schedule_context(instance=world.instance, repository_def=repo,
-                                        scheduled_execution_time=hour)
-    [skip] = list(schedule(context))
+    # A schedule context opens its own instance from the ref: `with` closes it (left open, it
+    # leaves Dagster's current defs-state storage pointing at a disposed instance).
+    with dg.build_schedule_context(instance=world.instance, repository_def=repo,
+                                   scheduled_execution_time=hour) as context:
+        [skip] = list(schedule(context))
     assert isinstance(skip, dg.SkipReason) and "All 3 run partitions are up to date" in \
         skip.skip_message
     world.change_file(world.runs[2])
     world.observe()
-    [request] = list(schedule(dg.build_schedule_context(
-        instance=world.instance, repository_def=repo, scheduled_execution_time=hour)))
+    with dg.build_schedule_context(instance=world.instance, repository_def=repo,
+                                   scheduled_execution_time=hour) as context:
+        [request] = list(schedule(context))
     assert request.partition_key == world.runs[2]
     assert request.run_key == f"catch-up:{world.runs[2]}:{hour.isoformat()}"
     assert schedule.job_name == "lo2_ingest"

@@ -18,9 +18,10 @@ RUN_3 = "light-oauth2-data-1719620000"
 
 def evaluate(instance, root, cursor=None, allowlist=None) -> dg.SensorResult:
     allowlist = allowlist or root / "fp_allowlist.toml"
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={
-        "lo2_root": Lo2Root(path=str(root)), "fp_allowlist": FpAllowlistFile(path=str(allowlist))})
-    return lo2_source_files(context)
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={
+            "lo2_root": Lo2Root(path=str(root)),
+            "fp_allowlist": FpAllowlistFile(path=str(allowlist))}) as context:
+        return lo2_source_files(context)
 
 
 def apply(instance, result: dg.SensorResult) -> None:
