@@ -5,7 +5,7 @@ PSI sums ``(a - e) * ln(a / e)`` over bins, with ``e`` the training share and ``
 by a common rule of thumb, below 0.1 is stable, 0.1-0.25 some shift, above 0.25 a large one.
 Scores are binned at the training scores' deciles (:func:`lo2_dagster.lib.metrics.psi`);
 templates are categories: each template's share of the events. A template one side never
-shows gets the share :data:`EPSILON`, so a new template counts, with a bounded weight.
+shows gets the share ``PSI_EPSILON`` (1e-6), so a new template counts, with a bounded weight.
 """
 
 from __future__ import annotations
@@ -16,12 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from lo2_dagster.lib.explain import TEMPLATES, Reference
-from lo2_dagster.lib.metrics import psi
+from lo2_dagster.lib.explain import Reference, template_event_counts
+from lo2_dagster.lib.metrics import psi, psi_terms
 
 #: Default warning level: a large shift by the usual rule of thumb.
 DEFAULT_WARN_PSI = 0.25
-EPSILON = 1e-6
 
 TEMPLATE_DRIFT_SCHEMA: dict[str, pl.DataType] = {
     "template_id": pl.String(), "training_events": pl.Int64(), "run_events": pl.Int64(),
@@ -46,10 +45,8 @@ class Drift:
 
 def template_events(sequences: pl.DataFrame | pl.LazyFrame) -> dict[str, int]:
     """Events per Drain template in enhanced sequences (their ``e_event_drain_id`` lists)."""
-    frame = (sequences.lazy().select(pl.col(TEMPLATES).explode().alias("template"))
-             .drop_nulls().group_by("template").agg(pl.len().alias("events"))
-             .collect(engine="streaming"))
-    return dict(zip(frame["template"].to_list(), frame["events"].cast(pl.Int64).to_list(),
+    frame = template_event_counts(sequences.lazy()).collect(engine="streaming")
+    return dict(zip(frame["token"].to_list(), frame["events"].cast(pl.Int64).to_list(),
                     strict=True))
 
 
@@ -62,9 +59,7 @@ def template_psi(expected: Mapping[str, int], actual: Mapping[str, int]
     a = np.array([actual.get(n, 0) for n in names], dtype=np.float64)
     if not e.sum() or not a.sum():
         return None, pl.DataFrame(schema=TEMPLATE_DRIFT_SCHEMA)
-    e_share = np.clip(e / e.sum(), EPSILON, None)
-    a_share = np.clip(a / a.sum(), EPSILON, None)
-    terms = (a_share - e_share) * np.log(a_share / e_share)
+    terms = psi_terms(e, a)
     table = pl.DataFrame({
         "template_id": names, "training_events": e.astype(np.int64),
         "run_events": a.astype(np.int64), "training_share": e / e.sum(),

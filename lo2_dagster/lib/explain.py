@@ -14,7 +14,8 @@ Three answers per sequence, none of which densifies a feature matrix:
   contributions explain the mean depth (the score is ``2 ** (-depth / c)``); they are negated,
   so that a positive contribution means "isolated early, more anomalous".
 - **Rare templates** (:func:`rare_templates`): the Drain templates of the sequence that at most
-  :data:`RARE_SHARE` of the normal training sequences contain, or none, with an example line.
+  :data:`RARE_SHARE` of the same service's normal training sequences contain, or none, with an
+  example line.
 - **Nearest normal** (:func:`nearest_normal`): the ``correct`` training sequence of the same
   service with the most similar Drain-template counts (cosine, sparse product), and the
   template counts that differ most.
@@ -71,8 +72,6 @@ class Reference:
     template_events: dict[str, int]
     #: Columns of ``normal_counts``: every template of the normal training sequences, sorted.
     templates: tuple[str, ...]
-    #: Per template: how many normal training sequences contain it.
-    normal_df: np.ndarray
     #: ``seq_id``, run, test case and service of the normal training sequences.
     normal_meta: pl.DataFrame
     #: Their template counts (rows of ``normal_meta`` x ``templates``), sparse.
@@ -81,6 +80,21 @@ class Reference:
     @property
     def normal_sequences(self) -> int:
         return len(self.normal_meta)
+
+    def normal_shares(self) -> pl.DataFrame:
+        """Per service and template: the share of that service's normal training sequences
+        that contain the template (``service``, ``token``, ``normal_share``)."""
+        counts = sparse.coo_matrix(self.normal_counts)
+        services = self.normal_meta["service"]
+        pairs = pl.DataFrame({"service": services.gather(counts.row),
+                              "token": pl.Series(self.templates, dtype=pl.String)
+                              .gather(counts.col)},
+                             schema={"service": pl.String, "token": pl.String})
+        sizes = self.normal_meta.group_by("service").agg(pl.len().alias("sequences"))
+        return (pairs.group_by("service", "token").agg(pl.len().alias("containing"))
+                .join(sizes, on="service")
+                .select("service", "token",
+                        (pl.col("containing") / pl.col("sequences")).alias("normal_share")))
 
     def template_matrix(self, frame: pl.DataFrame) -> tuple[sparse.csr_matrix, np.ndarray]:
         """``frame``'s template counts over :attr:`templates` (sparse), and each row's norm
@@ -100,6 +114,12 @@ class Reference:
         return matrix, np.sqrt(squares)
 
 
+def template_event_counts(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
+    """Events per Drain template (``token``, ``events``) in enhanced sequences."""
+    return (frame.select(pl.col(TEMPLATES).explode().alias("token")).drop_nulls()
+            .group_by("token").agg(pl.len().alias("events")))
+
+
 class ReferenceBuilder:
     """Collects the reference from training-run batches (with ``normal`` and the template
     column), one batch at a time: event counts per template, and the normal sequences'
@@ -112,8 +132,7 @@ class ReferenceBuilder:
         self._rows = 0
 
     def add(self, batch: pl.DataFrame) -> None:
-        self._events.append(batch.select(pl.col(TEMPLATES).explode().alias("token"))
-                            .drop_nulls().group_by("token").agg(pl.len().alias("events")))
+        self._events.append(template_event_counts(batch))
         normal = batch.filter("normal")
         if len(normal):
             self._meta.append(normal.select(IDENTITY))
@@ -142,7 +161,6 @@ class ReferenceBuilder:
             template_events=dict(zip(events["token"].to_list(),
                                      events["events"].cast(pl.Int64).to_list(), strict=True)),
             templates=tuple(templates.to_list()),
-            normal_df=np.diff(sparse.csc_matrix(counts).indptr).astype(np.int64),
             normal_meta=meta, normal_counts=counts)
 
 
@@ -185,7 +203,8 @@ def contributions(estimator: object, matrix: sparse.spmatrix) -> Contributions:
                              "score (probability of anomalous)")
     if isinstance(model, GradientBoostingClassifier):
         rate = model.learning_rate
-        trees = [(t, t.tree_.value[:, 0, 0] * rate, 0.0, None) for t in model.estimators_[:, 0]]
+        trees = [(t, _subtree_means(t, t.tree_.value[:, 0, 0] * rate), 0.0, None)
+                 for t in model.estimators_[:, 0]]
         total, base = _sum_trees(x, trees)
         # The initial raw prediction (the class prior's log-odds), as scikit-learn adds it.
         init = model._raw_predict_init(x[:1])[0, 0] if rows else 0.0
@@ -246,6 +265,21 @@ def _path_contributions(tree: object, x: sparse.csr_matrix, values: np.ndarray, 
         feature = np.asarray(features)[feature]
     delta = values[nodes] + step - values[up]
     return sparse.csr_matrix((delta, (rows, feature)), shape=(x.shape[0], width))
+
+
+def _subtree_means(tree: object, values: np.ndarray) -> np.ndarray:
+    """Leaf values kept; each split's value becomes the weighted mean of its children's, so a
+    split's change of value is what its branch adds. Gradient boosting needs it: its leaves
+    hold Newton-step values, its splits the plain mean of the residuals."""
+    t = tree.tree_  # type: ignore[attr-defined]
+    weight = t.weighted_n_node_samples
+    out = values.astype(np.float64).copy()
+    left, right = t.children_left, t.children_right
+    for node in range(t.node_count - 1, -1, -1):  # children have larger ids than their parent
+        if left[node] >= 0:
+            a, b = left[node], right[node]
+            out[node] = (weight[a] * out[a] + weight[b] * out[b]) / (weight[a] + weight[b])
+    return out
 
 
 def _probability(tree: DecisionTreeClassifier) -> np.ndarray:
@@ -319,19 +353,15 @@ def top_features(contrib: Contributions, names: tuple[str, ...], templates: Mapp
 def rare_templates(frame: pl.DataFrame, reference: Reference, examples: pl.DataFrame,
                    templates: Mapping[str, str], share: float = RARE_SHARE,
                    top: int = TOP) -> list[list[dict[str, object]]]:
-    """Per row of ``frame``, its templates that at most ``share`` of the normal training
-    sequences contain (absent ones first, then the rarest), with their count in the sequence,
-    that share and an example line (``examples``: seq_id, template, example)."""
-    normal = max(reference.normal_sequences, 1)
-    df = pl.DataFrame({"token": reference.templates,
-                       "normal_share": reference.normal_df / normal},
-                      schema={"token": pl.String, "normal_share": pl.Float64})
+    """Per row of ``frame``, its templates that at most ``share`` of the same service's normal
+    training sequences contain (absent ones first, then the rarest), with their count in the
+    sequence, that share and an example line (``examples``: seq_id, template, example)."""
     pairs = (token_counts(frame, TEMPLATES)
-             .join(df, on="token", how="left")
+             .join(frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"),
+                                "seq_id", "service"), on="row")
+             .join(reference.normal_shares(), on=["service", "token"], how="left")
              .with_columns(pl.col("normal_share").fill_null(0.0))
              .filter(pl.col("normal_share") <= share)
-             .join(frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"),
-                                "seq_id"), on="row")
              .join(examples.rename({"template": "token"}), on=["seq_id", "token"], how="left")
              .sort(["row", "normal_share", "count", "token"],
                    descending=[False, False, True, False]))
@@ -357,7 +387,10 @@ class Nearest:
 def nearest_normal(frame: pl.DataFrame, reference: Reference) -> Nearest:
     """For each row, the normal training sequence of the same service whose template counts
     are most similar (cosine; a sparse product, never a dense feature matrix), other than the
-    sequence itself. Ties go to the first in the reference (training-run order)."""
+    sequence itself. Ties go to the first in the reference (training-run order). None when no
+    normal sequence of the service shares a template with it."""
+    if not reference.normal_sequences:  # e.g. a supervised model with no correct training run
+        return Nearest([None] * len(frame), [None] * len(frame), [None] * len(frame))
     matrix, norms = reference.template_matrix(frame)
     scaled = sparse.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
                           ) @ matrix
@@ -376,7 +409,7 @@ def nearest_normal(frame: pl.DataFrame, reference: Reference) -> Nearest:
         sims[own] = -1.0
         best = sims.argmax(axis=1)
         for k, (i, j) in enumerate(zip(mine, best, strict=True)):
-            if sims[k, j] >= 0:  # not only the sequence itself
+            if sims[k, j] > 0:  # shares a template (and is not the sequence itself)
                 found[i] = int(theirs[j])
                 similarity[i] = float(sims[k, j])
     ids = [str(normal_ids[j]) if j is not None else None for j in found]
@@ -411,23 +444,29 @@ def template_differences(frame: pl.DataFrame, reference: Reference, nearest: Nea
     return out
 
 
-def reason(features: list[dict[str, object]], rare: list[dict[str, object]]) -> str:
+def reason(features: list[dict[str, object]], rare: list[dict[str, object]],
+           known: frozenset[str] = frozenset()) -> str:
     """One line: the top contribution, naming the template and its example when it is a
-    template the normal training sequences never (or rarely) show."""
+    template the service's normal training sequences never (or rarely) show. ``known``: the
+    templates with a column of their own (the others are counted in ``drain:<oov>``)."""
     if not features:
         return "no feature pushed the score up"
     top = features[0]
     feature = str(top["feature"])
-    bag = feature.partition(":")[0]
-    if bag == "drain" and rare:
-        named = [r for r in rare if feature == f"drain:{r['template_id']}"]
-        pick = named[0] if named else rare[0] if feature.endswith(OOV) else None
+    if feature.startswith("drain:"):
+        token = feature.partition(":")[2]
+        unseen = [r for r in rare if r["template_id"] not in known]
+        named = [r for r in rare if r["template_id"] == token]
+        pick = (unseen or [None])[0] if token == OOV else (named or [None])[0]
         if pick is not None:
             seen = ("never seen in normal training" if not pick["normal_share"] else
                     f"in {float(pick['normal_share']):.0%} of normal training sequences")
             text = pick["example"] or pick["template"] or pick["template_id"]
             return f"template {pick['template_id']} ({seen}, x{pick['count']}): {text}"
-    return f"{top['label']} (+{float(top['contribution']):.3g})"
+        if top["example"]:
+            return (f"+{float(top['contribution']):.3g} from template {token}: "
+                    f"{top['example']}")
+    return f"+{float(top['contribution']):.3g} from {top['label']}"
 
 
 #: ``lo2/explanations``: one row per predicted-anomalous sequence.
@@ -480,6 +519,8 @@ def explain(bundle: object, frame: pl.DataFrame, examples: pl.DataFrame,
     rare = rare_templates(frame, reference, examples, templates, top=top)
     nearest = nearest_normal(frame, reference)
     diffs = template_differences(frame, reference, nearest, templates, top)
+    known = frozenset(t for v in bundle.vectorizer.vocabularies  # type: ignore[attr-defined]
+                      if v.bag == "drain" for t in v.tokens)
     totals = contrib.base + np.asarray(contrib.values.sum(axis=1)).ravel()
     scores = bundle.scores(frame)  # type: ignore[attr-defined]
     rank = (frame["rank"] if "rank" in frame.columns else
@@ -487,7 +528,7 @@ def explain(bundle: object, frame: pl.DataFrame, examples: pl.DataFrame,
     return frame.select(IDENTITY).with_columns(
         pl.Series("score", scores, pl.Float64),
         rank.cast(pl.UInt32).alias("rank"),
-        pl.Series("reason", [reason(f, r) for f, r in zip(features, rare, strict=True)],
+        pl.Series("reason", [reason(f, r, known) for f, r in zip(features, rare, strict=True)],
                   pl.String),
         pl.Series("value", totals, pl.Float64),
         pl.Series("base", contrib.base, pl.Float64),

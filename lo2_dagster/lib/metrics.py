@@ -93,9 +93,19 @@ def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float | Non
     inner = edges[1:-1]
     e = np.bincount(np.searchsorted(inner, expected, side="right"), minlength=len(edges) - 1)
     a = np.bincount(np.searchsorted(inner, actual, side="right"), minlength=len(edges) - 1)
-    e_share = np.clip(e / e.sum(), 1e-6, None)
-    a_share = np.clip(a / a.sum(), 1e-6, None)
-    return float(np.sum((a_share - e_share) * np.log(a_share / e_share)))
+    return float(psi_terms(e, a).sum())
+
+
+#: The share a bin (or category) gets in PSI when one side has none of it.
+PSI_EPSILON = 1e-6
+
+
+def psi_terms(expected: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """Each bin's PSI term ``(a - e) * ln(a / e)`` from the two sides' counts per bin; a share
+    of 0 counts as :data:`PSI_EPSILON`, so a bin one side lacks weighs a bounded amount."""
+    e_share = np.clip(expected / expected.sum(), PSI_EPSILON, None)
+    a_share = np.clip(actual / actual.sum(), PSI_EPSILON, None)
+    return (a_share - e_share) * np.log(a_share / e_share)
 
 
 def level_metrics(holdout: pl.DataFrame, training: pl.DataFrame, k: int,

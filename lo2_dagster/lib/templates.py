@@ -127,6 +127,11 @@ class Templates:
     def ids(self) -> set[str]:
         return set(self.table["template_id"])
 
+    @property
+    def texts(self) -> dict[str, str]:
+        """Template id -> template text (what explanations show for a Drain feature)."""
+        return dict(self.table.select("template_id", "template").iter_rows())
+
     def match(self, messages: pl.Series) -> pl.Series:
         """Template id of each message (``match()``: the miner is not changed); messages that
         match nothing get :data:`UNMATCHED`. Call it with distinct messages."""

@@ -56,7 +56,8 @@ FP_COLUMNS = ["seq_id", "run", "test_case", "service", "score", "threshold", "re
     description=(
         "The model's report, from its holdout evaluation: global top features (mean "
         "|contribution| over holdout sequences), the false-positive list (holdout correct "
-        "sequences above the threshold they were judged by, with score, reasons and example "
+        "sequences above the threshold they were judged by and not allowlisted, with score, "
+        "reasons and example "
         "lines: what a user needs to extend the FP allowlist), the recall tables, and PNG plots "
         "(ROC and PR curves, score distributions, top features) shown here and written to "
         "`<warehouse>/reports/model_report/` with `false_positives.parquet`, "
@@ -82,7 +83,7 @@ def model_report(
         raise dg.Failure(description=(
             f"The model's holdout runs {missing} have no lo2/sequences_enhanced or "
             "lo2/events_enhanced: materialize them (or retrain lo2/anomaly_model)."))
-    labels = dict(templates.table.select("template_id", "template").iter_rows())
+    labels = templates.texts
     columns = sequence_columns(model)
     top = global_top_features(
         model, (batch for run in model.split.holdout

@@ -47,18 +47,15 @@ EXPLANATION_COLUMNS = {
     "value_kind": "What value is for this model (score, log-odds, minus the isolation depth).",
     "top_features": "The features with the largest positive contributions, their text and an "
                     "example line of the sequence for templates.",
-    "rare_templates": f"Templates of the sequence that at most {RARE_SHARE:.0%} of the normal "
-                      "training sequences contain (absent first), with an example line.",
+    "rare_templates": f"Templates of the sequence that at most {RARE_SHARE:.0%} of the same "
+                      "service's normal training sequences contain (absent first), with an "
+                      "example line.",
     "nearest_normal": "The correct training sequence of the same service with the most similar "
                       "template counts (cosine).",
     "nearest_similarity": "Cosine similarity of the template counts (1 = same mix).",
     "template_differences": "Templates whose counts differ most from the nearest normal "
                             "sequence (count - normal_count).",
 }
-
-
-def _labels(templates: Templates) -> dict[str, str]:
-    return dict(templates.table.select("template_id", "template").iter_rows())
 
 
 def _reference(model: ModelBundle) -> None:
@@ -94,7 +91,7 @@ def explanations(
     warehouse: Warehouse,
 ):
     _reference(model)
-    labels = _labels(templates)
+    labels = templates.texts
 
     def one_run(run: str) -> RunPart:
         started = time.perf_counter()
@@ -168,7 +165,7 @@ def score_drift(
         level = settings.drift_warn_psi(config.warn_psi)
     except ValueError as e:
         raise dg.Failure(description=str(e)) from e
-    labels = _labels(templates)
+    labels = templates.texts
     split = {**dict.fromkeys(model.split.training, "training"),
              **dict.fromkeys(model.split.holdout, "holdout")}
 
