@@ -1,10 +1,15 @@
-"""The UI's "Materialize all" works as a user clicks it: a real Chromium (Debian's, driven by
-Playwright) opens the global asset lineage of a real `dagster dev` (webserver + daemon) on a tiny
-generated dataset, clicks "Materialize all", picks "All" partitions and launches the backfill.
-The test proves the click launched exactly one backfill of every asset over the 3 discovered
-runs, that it succeeded, that its predictions exist for every run, that nothing is stale
-afterwards, and that the UI shows it (toast, backfill page, anomaly_model's asset page).
-Screenshots land in lo2_dagster_tests/screenshots/ (git-ignored)."""
+"""Backfills as users launch them, against a real `dagster dev` (webserver + daemon) on a tiny
+generated dataset whose runs the source-files sensor discovered.
+
+The UI's "Materialize all" as a user clicks it: a real Chromium (Debian's, driven by
+Playwright) opens the global asset lineage, clicks "Materialize all", picks "All" partitions
+and launches the backfill. The test proves the click launched exactly one backfill of every
+asset over the 3 runs, that it ran as batches (one Dagster run per stage, the per-run stages
+with all 3 runs), that it succeeded, that every run's files exist and nothing is stale
+afterwards, and that the UI shows it (toast, backfill page, anomaly_model's page, the model
+report's plots, a run's explanation summary). Then the CLI: `dagster job backfill` rescores
+every run. One deployment serves both: a whole-graph backfill paces at the daemon's 30 s
+iteration. Screenshots land in lo2_dagster_tests/screenshots/ (git-ignored)."""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from lo2_dagster.defs.detect.report import PLOTS
-from lo2_dagster_tests.dagster_dev import deployment
+from lo2_dagster_tests.dagster_dev import FINISHED, DagsterDev, deployment
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -119,7 +124,28 @@ def check_explanation_summary(page: Page, url: str, run: str, warehouse: Path) -
     shot(page, "8-explanations-summary")
 
 
-def test_materialize_all_in_the_browser_backfills_every_run(tmp_path: Path, browser: Browser):
+def check_cli_backfill(dev: DagsterDev, runs: list[str], warehouse: Path) -> None:
+    """`dagster job backfill -j lo2_rescore --all`: every run rescored (its predictions
+    rewritten), and nothing stale afterwards."""
+    predictions = {run: warehouse / "lo2" / "predictions" / f"{run}.parquet" for run in runs}
+    before = {run: path.stat().st_mtime_ns for run, path in predictions.items()}
+    known = {b["id"] for b in dev.backfills()}
+    cli = dev.dagster("job", "backfill", "-w", "workspace.yaml", "-j", "lo2_rescore",
+                      "--all", "--noprompt")
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    [new] = dev.wait_for("the CLI's backfill",
+                         lambda: [b["id"] for b in dev.backfills() if b["id"] not in known])
+    assert dev.wait_backfill(new) in {"COMPLETED", "COMPLETED_SUCCESS"}, dev.tail()
+    # A job backfill is done once its runs are launched (one per partition): wait for them.
+    done = dev.wait_for("the CLI backfill's runs", lambda: (
+        lambda found: found if len(found) == len(runs) and all(
+            status in FINISHED for status, _ in found) else None)(dev.backfill_runs(new)))
+    assert sorted(done) == [("SUCCESS", run) for run in runs], dev.tail()
+    assert all(path.stat().st_mtime_ns != before[run] for run, path in predictions.items())
+    assert set(dev.stale_statuses(runs).values()) == {"FRESH"}
+
+
+def test_backfills_from_the_ui_and_the_cli(tmp_path: Path, browser: Browser):
     # The source-files sensor (running by default) has discovered the runs.
     with deployment(tmp_path) as deployed:
         dev, runs, warehouse = deployed.dev, deployed.runs, deployed.warehouse
@@ -149,18 +175,25 @@ def test_materialize_all_in_the_browser_backfills_every_run(tmp_path: Path, brow
             shot(page, "4-backfill-launched")
 
             status = dev.wait_backfill(backfill_id, timeout=600)
-            assert status in {"COMPLETED", "COMPLETED_SUCCESS"}, dev.tail()
+            assert status == "COMPLETED_SUCCESS", dev.tail()
+            seconds = time.monotonic() - started
+            # Batches: one Dagster run per stage (3 per-run stages with all 3 runs, then the
+            # templates, then the model and its report).
             launched = dev.backfill_runs(backfill_id)
-            assert launched and {s for s, _ in launched} == {"SUCCESS"}, launched
+            batches = [r for _, r in launched if r]
+            assert len(launched) == 5 and {s for s, _ in launched} == {"SUCCESS"}, launched
+            assert len(batches) == 3 and all(set(b.split(",")) <= set(runs) for b in batches)
 
             page.reload()
             expect(labelled(page, "Status")).to_contain_text("Succeeded")
             shot(page, "5-backfill-succeeded")
 
             for run in runs:
-                predictions = warehouse / "lo2" / "predictions" / f"{run}.parquet"
-                assert predictions.exists(), predictions
-                assert len(pl.read_parquet(predictions)) > 0
+                for asset in ("predictions", "explanations", "score_drift"):
+                    assert (warehouse / "lo2" / asset / f"{run}.parquet").exists(), (asset, run)
+                predictions = pl.read_parquet(warehouse / "lo2" / "predictions" / f"{run}.parquet")
+                assert len(predictions) == 54 * 7
+            assert (warehouse / "lo2" / "anomaly_model" / "model.yml").exists()
             assert set(dev.stale_statuses(runs).values()) == {"FRESH"}
 
             # anomaly_model's page: materialized, successfully, by one of the backfill's runs.
@@ -178,4 +211,5 @@ def test_materialize_all_in_the_browser_backfills_every_run(tmp_path: Path, brow
             with suppress(Exception):  # a failure's screenshot must not hide the failure
                 shot(page, "failure")
             raise
-    print(f"UI backfill of {len(runs)} runs, whole graph: {time.monotonic() - started:.0f} s")
+        check_cli_backfill(dev, runs, warehouse)
+    print(f"UI backfill of {len(runs)} runs, whole graph: {seconds:.0f} s")

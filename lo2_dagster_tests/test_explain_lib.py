@@ -31,7 +31,7 @@ NOISE = r"XNIO-\d|task-\d|hz\._hzInstance|\[main\]|[A-Za-z0-9_-]{22}"
 
 
 def _real(generated, name=lib.DEFAULT_MODEL, **config):
-    runs = {r: source(pl.read_parquet(p)) for r, p in generated.items()}
+    runs = {r: source(pl.read_parquet(p), lib.BATCH_ROWS) for r, p in generated.items()}
     return lib.train(runs, lib.TrainingConfig(model=name, **config))
 
 

@@ -40,9 +40,11 @@ def sequences(run: str, ids: dict[tuple[str, str], list[str]]) -> pl.DataFrame:
                                                 "e_trigrams_len": pl.UInt32})
 
 
-def source(frame: pl.DataFrame) -> lib.RunBatches:
-    """Batches of two sequences, as the assets read a file a batch at a time."""
-    return lambda columns: [frame.select(columns).slice(i, 2) for i in range(0, len(frame), 2)]
+def source(frame: pl.DataFrame, rows: int = 2) -> lib.RunBatches:
+    """Batches of ``rows`` sequences (default two: many batches), as the assets read a file a
+    batch at a time (they read lib.BATCH_ROWS)."""
+    return lambda columns: [frame.select(columns).slice(i, rows)
+                            for i in range(0, len(frame), rows)]
 
 
 def dataset(signal: dict[str, bool]) -> dict[str, pl.DataFrame]:
@@ -186,7 +188,7 @@ def test_test_case_roll_up_takes_the_max_over_services():
 
 
 def _real_bundle(runs, name=lib.DEFAULT_MODEL, seed=0):
-    return lib.train({r: source(pl.read_parquet(p)) for r, p in runs.items()},
+    return lib.train({r: source(pl.read_parquet(p), lib.BATCH_ROWS) for r, p in runs.items()},
                      lib.TrainingConfig(model=name, seed=seed,
                                         features=FeatureSpec(("drain", "words", "numeric"))))
 
