@@ -44,7 +44,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import normalize
 from sklearn.tree import DecisionTreeClassifier
 
-from lo2_dagster.lib.models import RareTokenDetector
+from lo2_dagster.lib.models import RareTokenDetector, model_kind
 from lo2_dagster.lib.vectorize import OOV, token_counts
 
 #: The sequence column that holds a sequence's Drain template ids, one per event.
@@ -267,10 +267,11 @@ def _path_contributions(tree: object, x: sparse.csr_matrix, values: np.ndarray, 
     return sparse.csr_matrix((delta, (rows, feature)), shape=(x.shape[0], width))
 
 
-def _subtree_means(tree: object, values: np.ndarray) -> np.ndarray:
-    """Leaf values kept; each split's value becomes the weighted mean of its children's, so a
-    split's change of value is what its branch adds. Gradient boosting needs it: its leaves
-    hold Newton-step values, its splits the plain mean of the residuals."""
+def _subtree_means(tree: object, values: np.ndarray, step: float = 0.0) -> np.ndarray:
+    """Leaf values kept; each split's value becomes the weighted mean of its children's (plus
+    ``step`` per edge), so a split's change of value is what its branch adds. Gradient boosting
+    needs it (its leaves hold Newton-step values, its splits the plain mean of the residuals),
+    and so does the isolation depth."""
     t = tree.tree_  # type: ignore[attr-defined]
     weight = t.weighted_n_node_samples
     out = values.astype(np.float64).copy()
@@ -278,7 +279,7 @@ def _subtree_means(tree: object, values: np.ndarray) -> np.ndarray:
     for node in range(t.node_count - 1, -1, -1):  # children have larger ids than their parent
         if left[node] >= 0:
             a, b = left[node], right[node]
-            out[node] = (weight[a] * out[a] + weight[b] * out[b]) / (weight[a] + weight[b])
+            out[node] = step + (weight[a] * out[a] + weight[b] * out[b]) / (weight[a] + weight[b])
     return out
 
 
@@ -302,18 +303,10 @@ def _average_depth(samples: np.ndarray) -> np.ndarray:
 
 def _expected_depth(tree: object) -> np.ndarray:
     """Each node's expected remaining isolation depth over the training points through it:
-    a leaf's average depth of the points it still holds; a split's, the children's (plus the
-    edge), weighted by their points. Children have larger ids than their parent."""
+    a leaf's average depth of the points it still holds; a split's, its children's plus the
+    edge, weighted by their points."""
     t = tree.tree_  # type: ignore[attr-defined]
-    counts = t.n_node_samples.astype(np.float64)
-    value = _average_depth(counts)
-    left, right = t.children_left, t.children_right
-    for node in range(t.node_count - 1, -1, -1):
-        if left[node] >= 0:
-            a, b = left[node], right[node]
-            value[node] = (counts[a] * (1 + value[a]) + counts[b] * (1 + value[b])) / (
-                counts[a] + counts[b])
-    return value
+    return _subtree_means(tree, _average_depth(t.n_node_samples), step=1.0)
 
 
 # --------------------------------------------------------------------------- per sequence
@@ -522,7 +515,8 @@ def explain(bundle: object, frame: pl.DataFrame, examples: pl.DataFrame,
     known = frozenset(t for v in bundle.vectorizer.vocabularies  # type: ignore[attr-defined]
                       if v.bag == "drain" for t in v.tokens)
     totals = contrib.base + np.asarray(contrib.values.sum(axis=1)).ravel()
-    scores = bundle.scores(frame)  # type: ignore[attr-defined]
+    scores = model_kind(bundle.model).scores(bundle.estimator,  # type: ignore[attr-defined]
+                                             matrix)
     rank = (frame["rank"] if "rank" in frame.columns else
             pl.Series(scores).rank("ordinal", descending=True))
     return frame.select(IDENTITY).with_columns(

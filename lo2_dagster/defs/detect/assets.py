@@ -69,7 +69,6 @@ def predictions(
                          f"sequences and {flagged_cases} test cases above the threshold "
                          f"{model.threshold:.4g}")
         return RunPart(frame, {
-            "dagster/row_count": len(frame),
             "dagster/column_schema": column_schema(PREDICTIONS_SCHEMA, PREDICTION_COLUMNS),
             "split": split,
             "model": model.model,

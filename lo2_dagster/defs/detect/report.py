@@ -1,6 +1,7 @@
 """The model report: what the model learned and where it errs, from its holdout evaluation."""
 
 import time
+from collections.abc import Iterator
 
 import dagster as dg
 import polars as pl
@@ -85,10 +86,20 @@ def model_report(
             "lo2/events_enhanced: materialize them (or retrain lo2/anomaly_model)."))
     labels = templates.texts
     columns = sequence_columns(model)
-    top = global_top_features(
-        model, (batch for run in model.split.holdout
-                for batch in iter_parquet(sequences[run], columns, BATCH_ROWS)), labels)
-    fps = _false_positives(model, holdout, sequences, events, labels)
+    fps = false_positives(holdout)
+    fp_ids = fps["seq_id"].to_list()
+    fp_rows: list[pl.DataFrame] = []
+
+    def holdout_batches() -> Iterator[pl.DataFrame]:
+        """The holdout runs' sequences, read once: the false positives' rows are kept."""
+        for run in model.split.holdout:
+            for batch in iter_parquet(sequences[run], columns, BATCH_ROWS):
+                fp_rows.append(batch.filter(pl.col("seq_id").is_in(fp_ids)))
+                yield batch
+
+    top = global_top_features(model, holdout_batches(), labels)
+    fps = _explained(model, fps, pl.concat(fp_rows) if fp_rows else pl.DataFrame(), events,
+                     labels)
     context.log.info(f"{len(fps)} false positives among {len(holdout)} holdout sequences; "
                      f"top feature: {top['label'].first() if len(top) else 'none'}")
 
@@ -128,22 +139,18 @@ def model_report(
     })
 
 
-def _false_positives(model: ModelBundle, holdout: pl.DataFrame, sequences: dict[str, UPath],
-                     events: dict[str, pl.LazyFrame], labels: dict[str, str]) -> pl.DataFrame:
-    """The holdout false positives, each explained like a predicted anomaly."""
-    fps = false_positives(holdout)
-    parts = []
-    for run in fps["run"].unique().sort().to_list():
-        mine = fps.filter(pl.col("run") == run)
-        ids = mine["seq_id"].to_list()
-        frame = pl.concat([b.filter(pl.col("seq_id").is_in(ids)) for b in iter_parquet(
-            sequences[run], sequence_columns(model), BATCH_ROWS)])
-        explained = explain(model, frame, example_lines(events[run], ids), labels)
-        parts.append(explained.join(mine.select("seq_id", "threshold"), on="seq_id"))
-    if not parts:
-        empty = explain(model, pl.DataFrame(), pl.DataFrame(), labels)
-        return empty.with_columns(pl.lit(None, pl.Float64).alias("threshold")).select(FP_COLUMNS)
-    return pl.concat(parts).sort(["score", "seq_id"], descending=[True, False]).select(FP_COLUMNS)
+def _explained(model: ModelBundle, fps: pl.DataFrame, rows: pl.DataFrame,
+               events: dict[str, pl.LazyFrame], labels: dict[str, str]) -> pl.DataFrame:
+    """The holdout false positives (``fps``, their sequence ``rows``), each explained like a
+    predicted anomaly, with the threshold it was judged by."""
+    parts = [explain(model, rows.filter(pl.col("run") == run),
+                     example_lines(events[run], ids), labels)
+             for run, ids in fps.group_by("run", maintain_order=True)
+             .agg("seq_id").sort("run").iter_rows()]
+    explained = pl.concat(parts) if parts else explain(model, rows.clear(), pl.DataFrame(),
+                                                        labels)
+    return (explained.join(fps.select("seq_id", "threshold"), on="seq_id", how="left")
+            .sort(["score", "seq_id"], descending=[True, False]).select(FP_COLUMNS))
 
 
 def _report_markdown(model: ModelBundle, tables: dict[str, dg.MarkdownMetadataValue]) -> str:

@@ -111,7 +111,6 @@ def explanations(
                             if len(shown) > 12 else ""))
         cases = out.sort("rank").unique("test_case", keep="first", maintain_order=True)
         return RunPart(out, {
-            "dagster/row_count": len(out),
             "dagster/column_schema": column_schema(EXPLANATIONS_SCHEMA, EXPLANATION_COLUMNS),
             "summary": dg.MetadataValue.md(summary),
             "explained_sequences": len(out),
@@ -195,7 +194,6 @@ def score_drift(
                              if drifted else None))]
 
         return RunPart(result.templates, {
-            "dagster/row_count": len(result.templates),
             "dagster/column_schema": column_schema(TEMPLATE_DRIFT_SCHEMA),
             "score_psi": _number(result.score_psi),
             "template_psi": _number(result.template_psi),

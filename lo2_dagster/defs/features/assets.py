@@ -133,7 +133,6 @@ def message_counts(context: dg.AssetExecutionContext, events: dict[str, pl.LazyF
         context.log.info(f"{run}: {len(counts):,} distinct normalized messages in "
                          f"{int(counts['count'].sum()):,} events")
         return RunPart(counts, {
-            "dagster/row_count": len(counts),
             "events": int(counts["count"].sum()),
             "top_messages": table(counts.pipe(drain.in_training_order).head(20).select(
                 "e_message_normalized", "count")),

@@ -143,7 +143,6 @@ def raw_sequences(context: dg.AssetExecutionContext, events: dict[str, pl.LazyFr
             .sort("service")
         )
         return RunPart(sequences, {
-            "dagster/row_count": len(sequences),
             "dagster/column_schema": column_schema(sequences.schema, SEQUENCE_COLUMNS),
             "normal_sequences": int(sequences["normal"].sum()),
             "anomalous_sequences": int(sequences["anomaly"].sum()),

@@ -57,7 +57,8 @@ class RunPart:
     #: The run's own data version (e.g. a hash of its files); None: Dagster derives one from
     #: the code version and the inputs' data versions.
     data_version: str | None = None
-    #: Checks on the written file: (path, rows written or None) -> results.
+    #: Checks on the written file: (path, rows written: known for a DataFrame or Batches,
+    #: None for a LazyFrame) -> results.
     checks: Callable[[UPath, int | None], Iterable[dg.AssetCheckResult]] | None = None
 
 
@@ -91,6 +92,8 @@ def materialize_runs(
             raise dg.Failure(description=f"{run}: {e.description}", metadata=e.metadata) from e
         path = warehouse.path_for(key, run)
         rows = write_parquet(path, part.value)
+        if rows is None and isinstance(part.value, pl.DataFrame):
+            rows = len(part.value)
         metadata = {**part.metadata, "path": dg.MetadataValue.path(str(path))}
         if rows is not None:
             metadata["dagster/row_count"] = rows
