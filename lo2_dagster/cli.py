@@ -30,6 +30,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     synth.add_argument("--mix-shift", type=float, default=0.0,
                        help="shift the traffic mix toward background cache lines, 0..1 (a "
                             "drift for lo2/score_drift to find; default 0: LO2's mix)")
+    synth.add_argument("--hard", action="store_true",
+                       help="the hard mode: start-up only in each run's first test case, 0.5-2 "
+                            "%% failing requests, shared failures in correct traffic too (half "
+                            "of the error cases are frequency shifts only), varied values")
+    synth.add_argument("--startup", choices=("every", "first"), default=None,
+                       help="start-up output at the head of every file (default) or only in "
+                            "each run's first test case (as in LO2)")
+    synth.add_argument("--schedule", choices=("shuffled", "v1"), default=None,
+                       help="shuffled order, 20-180 s each (default, LO2 v2), or LO2 v1's: "
+                            "correct first for 60 s, then the error cases 10 s each")
     synth.set_defaults(func=_synth)
 
     run = sub.add_parser("run", help="bring the whole asset graph up to date for every run found "
@@ -73,7 +83,11 @@ def _synth(args: argparse.Namespace) -> int:
         overrides["token_lines"] = args.token_lines
     if args.start_epoch is not None:
         overrides["start_epoch"] = args.start_epoch
-    summary = generate(args.out, SynthConfig(**overrides))
+    for name in ("startup", "schedule"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    config = SynthConfig.hard(**overrides) if args.hard else SynthConfig(**overrides)
+    summary = generate(args.out, config)
     mb = summary.bytes / 1e6
     print(f"wrote {len(summary.runs)} runs, {summary.files} files, {summary.lines:,} lines, "
           f"{mb:.1f} MB to {summary.root} in {summary.seconds:.1f} s "

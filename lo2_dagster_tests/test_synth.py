@@ -29,6 +29,7 @@ from lo2_dagster.lib.synth import (
     abbreviate,
     generate,
     plan_runs,
+    shared_faults,
 )
 
 HEADER = re.compile(
@@ -357,3 +358,75 @@ def test_config_is_validated() -> None:
         SynthConfig(token_lines=0)
     with pytest.raises(ValueError, match="init_lines"):
         SynthConfig(init_lines=-1)
+    with pytest.raises(ValueError, match="startup"):
+        SynthConfig(startup="sometimes")
+    with pytest.raises(ValueError, match="schedule"):
+        SynthConfig(schedule="v3")
+    with pytest.raises(ValueError, match="error_share"):
+        SynthConfig(error_share=(0.2, 0.1))
+
+
+# --------------------------------------------------------------------------- harder modes
+
+HARD = SynthConfig.hard(runs=2, seed=8, token_lines=600, metrics=False)
+
+
+@pytest.fixture(scope="module")
+def hard(tmp_path_factory: pytest.TempPathFactory) -> Sample:
+    root = tmp_path_factory.mktemp("hard")
+    return Sample(root, generate(root, HARD))
+
+
+def test_hard_mode_writes_start_up_output_only_in_each_runs_first_test_case(hard: Sample) -> None:
+    for plan in plan_runs(HARD):
+        first = plan.windows[0].test_case
+        for path in sorted((hard.root / "logs" / plan.name).glob("*/*.log")):
+            starts = "server starts" in lines_of(path)[0]
+            assert starts == (path.parent.name == first), path
+
+
+def test_hard_mode_has_failures_in_correct_traffic_and_frequency_only_error_cases(
+        tmp_path: Path) -> None:
+    config = SynthConfig.hard(runs=2, seed=8, token_lines=600, metrics=False,
+                              background_faults=(0.03, 0.04))
+    generate(tmp_path, config)
+    shared = shared_faults(config)
+    assert 0.3 * len(FAULTS) < len(shared) < 0.7 * len(FAULTS)
+    codes = {FAULTS[t].code for t in shared}
+    status = re.compile(r'"code":"(ERR\d+)"')
+    in_correct = Counter(code for path in tmp_path.glob("logs/*/correct/*.log")
+                         for code in status.findall(path.read_text()))
+    # Correct traffic carries status lines (and traces) of the shared kinds, none other.
+    assert in_correct and set(in_correct) <= codes
+    assert any("\tat " in p.read_text() for p in tmp_path.glob("logs/*/correct/*.log"))
+
+
+def test_hard_mode_draws_values_of_varied_lengths_and_alphabets(hard: Sample) -> None:
+    text = "\n".join(p.read_text() for p in hard.root.glob("logs/*/*/*user*.log"))
+    users = set(re.findall(r"userId = (\S+) userType", text))
+    assert len({len(u) for u in users}) > 5  # not one fixed length
+    assert any(u.isalpha() for u in users) and not all(re.fullmatch(r"[0-9a-f]{8}", u)
+                                                         for u in users)
+    codes = re.findall(r"code = (\S+) redirectUri", "\n".join(
+        p.read_text() for p in hard.root.glob("logs/*/*/*token*.log")))
+    assert len({len(c) for c in codes}) > 10
+
+
+def test_error_share_sets_how_many_requests_fail(tmp_path: Path) -> None:
+    def failing(config: SynthConfig) -> int:
+        generate(tmp_path / str(config.error_share), config)
+        case = "access_token_client_secret_wrong_401"
+        return sum(p.read_text().count("UNAUTHORIZED_CLIENT /oauth2/token@post")
+                   for p in (tmp_path / str(config.error_share)).glob(f"logs/*/{case}/*.log"))
+
+    base = SynthConfig(runs=1, seed=4, token_lines=3000, metrics=False)
+    few = failing(SynthConfig(**{**base.__dict__, "error_share": (0.005, 0.006)}))
+    many = failing(SynthConfig(**{**base.__dict__, "error_share": (0.05, 0.06)}))
+    assert 1 <= few < many / 5
+
+
+def test_v1_schedule_plays_correct_first_for_60_seconds_then_10_each() -> None:
+    [plan] = plan_runs(SynthConfig(runs=1, schedule="v1"))
+    assert [w.test_case for w in plan.windows] == list(TEST_CASES)
+    durations = [(w.end_ms - w.start_ms) // 1000 for w in plan.windows]
+    assert durations[0] == 60 and set(durations[1:]) == {10}

@@ -27,7 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from lo2_dagster.lib.names import SERVICES, TEST_CASES, run_name, service_file_name
+from lo2_dagster.lib.names import CORRECT, SERVICES, TEST_CASES, run_name, service_file_name
 
 # --------------------------------------------------------------------------- public API
 
@@ -53,6 +53,38 @@ class SynthConfig:
     #: cache lines moves this far toward 1, as after a deploy that changes the traffic. It
     #: changes the template mix of every test case alike (a drift, not an anomaly).
     mix_shift: float = 0.0
+    #: Where start-up output goes: at the head of ``every`` file (what the loader's default
+    #: trim of 100 lines removes exactly), or only in the files of the ``first`` test case of
+    #: each run, as in LO2, whose containers start once per run.
+    startup: str = "every"
+    #: Test-case order and durations: ``shuffled`` (LO2 v2: random order, 20-180 s each) or
+    #: ``v1`` (LO2 v1: ``correct`` first for 60 s, then the error cases in their listed order,
+    #: 10 s each, so duration, length and start-up lines give the label away).
+    schedule: str = "shuffled"
+    #: Share of the handling service's requests that fail in an error test case (drawn per
+    #: file; at least one failing request).
+    error_share: tuple[float, float] = (0.03, 0.06)
+    #: Share of requests that fail with a *shared* fault kind in every test case, ``correct``
+    #: included (drawn per file): status lines, WARN lines and stack traces in normal traffic.
+    background_faults: tuple[float, float] = (0.0, 0.0)
+    #: Share of the fault kinds that are shared: they fail at the background rate everywhere,
+    #: so their error test case adds no new line shape, only a frequency shift.
+    shared_faults: float = 0.0
+    #: Values of varied lengths and alphabets (user names, secrets with symbols, passwords,
+    #: ids of any length, non-ASCII credentials) instead of fixed-format ids.
+    varied_values: bool = False
+
+    @classmethod
+    def hard(cls, **overrides: object) -> SynthConfig:
+        """The hard mode: start-up only in each run's first test case, 0.5-2 % failing requests
+        in error cases, 0.1-0.4 % failures of shared kinds in every test case (half of the
+        fault kinds are shared: their error cases are frequency shifts only), varied values."""
+        values: dict[str, object] = {
+            "startup": "first", "error_share": (0.005, 0.02),
+            "background_faults": (0.001, 0.004), "shared_faults": 0.5, "varied_values": True,
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         """Refuse values that cannot produce a meaningful dataset."""
@@ -66,6 +98,17 @@ class SynthConfig:
             raise ValueError(f"start_epoch must be >= 0, got {self.start_epoch}")
         if not 0 <= self.mix_shift < 1:
             raise ValueError(f"mix_shift must be within [0, 1), got {self.mix_shift}")
+        if self.startup not in ("every", "first"):
+            raise ValueError(f"startup must be 'every' or 'first', got {self.startup!r}")
+        if self.schedule not in ("shuffled", "v1"):
+            raise ValueError(f"schedule must be 'shuffled' or 'v1', got {self.schedule!r}")
+        for name in ("error_share", "background_faults"):
+            low, high = getattr(self, name)
+            if not 0 <= low <= high < 1:
+                raise ValueError(f"{name} must be (low, high) with 0 <= low <= high < 1, "
+                                 f"got {(low, high)}")
+        if not 0 <= self.shared_faults <= 1:
+            raise ValueError(f"shared_faults must be within [0, 1], got {self.shared_faults}")
 
 
 @dataclass(frozen=True)
@@ -93,6 +136,8 @@ RELATIVE_VOLUME: dict[str, float] = {
     "key": 0.06,
 }
 MIN_DURATION_S, MAX_DURATION_S = 20, 180
+#: LO2 v1's schedule: ``correct`` first for 60 s, each error case for 10 s.
+V1_CORRECT_S, V1_ERROR_S = 60, 10
 MEAN_DURATION_S = (MIN_DURATION_S + MAX_DURATION_S) / 2
 #: Pause between two test cases of a run (saving logs, restarting containers), seconds.
 TEST_CASE_GAP_S = (3, 9)
@@ -134,6 +179,10 @@ def _offset_table(size: int = 256, length: int = 64) -> tuple[tuple[int, ...], .
 
 
 _OFFSETS = _offset_table()
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_DIGITS = "0123456789"
+_B64URL = _LETTERS + _DIGITS + "-_"
+_SECRET_CHARS = _LETTERS + _DIGITS + "!#$%&*+-.?@^_~"
 
 
 def stable_seed(*parts: object) -> int:
@@ -226,11 +275,13 @@ def _path_lines(path: str) -> tuple[str, str, str]:
 class _Gen:
     """Per-file generator: seeded rng, id pools, and the buffer of timed events."""
 
-    def __init__(self, rng: random.Random, service: str) -> None:
-        """Draw this file's pools (clients, users, threads) from ``rng``."""
+    def __init__(self, rng: random.Random, service: str, varied: bool = False) -> None:
+        """Draw this file's pools (clients, users, threads) from ``rng`` (``varied``: values of
+        varied lengths and alphabets, see :class:`SynthConfig`)."""
         self.rng = rng
         self.random = rng.random
         self.service = service
+        self.varied = varied
         self.keys: list[int] = []
         self.texts: list[str] = []
         self.extra_lines = 0  # continuation lines inside texts
@@ -239,14 +290,56 @@ class _Gen:
         self.hz = [f"[hz._hzInstance_1_dev.partition-operation.thread-{k}]   " for k in range(16)]
         self.clients = [self._client() for _ in range(rng.randint(8, 24))]
         self.client_ids = [c[0] for c in self.clients]
-        self.users = [self.hex8() for _ in range(rng.randint(6, 16))]
-        self.services = [self.hex8() for _ in range(rng.randint(6, 16))]
+        self.users = [self.user_id() for _ in range(rng.randint(6, 16))]
+        self.services = [self.service_id() for _ in range(rng.randint(6, 16))]
 
     def _client(self) -> tuple[str, str]:
         """A registered client: (client id UUID, ``Basic`` credentials of id:secret)."""
         cid = self.uuid()
-        basic = b64encode(f"{cid}:{self.cid()}".encode()).decode()
+        if self.varied and self.random() < 0.1:  # a client whose credentials are not base64
+            return cid, self.mojibake()
+        basic = b64encode(f"{cid}:{self.secret()}".encode()).decode()
         return cid, basic
+
+    # Values: fixed formats, or (``varied``) any length and alphabet.
+
+    def _text(self, alphabet: str, low: int, high: int) -> str:
+        """A random string of ``low``-``high`` characters of ``alphabet``."""
+        return "".join(self.rng.choices(alphabet, k=self.rng.randint(low, high)))
+
+    def secret(self) -> str:
+        """A client secret: 22 URL-safe base64 characters, or letters, digits and symbols."""
+        return self._text(_SECRET_CHARS, 8, 40) if self.varied else self.cid()
+
+    def user_id(self) -> str:
+        """A user id: 8 hex digits, or a name of letters (sometimes with digits) of any length."""
+        if not self.varied:
+            return self.hex8()
+        alphabet = _LETTERS if self.random() < 0.6 else _LETTERS + _DIGITS
+        return self._text(alphabet, 5, 20)
+
+    def service_id(self) -> str:
+        """A service id: 8 hex digits, or letters and digits of any length."""
+        return self._text(_LETTERS + _DIGITS, 6, 16) if self.varied else self.hex8()
+
+    def code(self) -> str:
+        """An authorization code: 22 URL-safe base64 characters, or 16-43 of them."""
+        return self._text(_B64URL, 16, 43) if self.varied else self.cid()
+
+    def token_id(self) -> str:
+        """A refresh token: a UUID, or sometimes URL-safe base64 of any length."""
+        if self.varied and self.random() < 0.5:
+            return self._text(_B64URL, 20, 48)
+        return self.uuid()
+
+    def password(self) -> str:
+        """A password of letters, digits and symbols (varied) or a PKCE-like string."""
+        return self._text(_SECRET_CHARS, 6, 24) if self.varied else self.challenge()
+
+    def mojibake(self) -> str:
+        """Credentials that were not base64 (UTF-8 read as Latin-1: ``Ã¤Ã¶``-like bytes)."""
+        raw = "".join(self.rng.choices("äöüßéèñøåç€", k=self.rng.randint(3, 10)))
+        return raw.encode().decode("latin-1") + self._text(_LETTERS, 2, 8)
 
     def uuid(self) -> str:
         """A random version-4 UUID string."""
@@ -400,11 +493,11 @@ def _token_request(g: _Gen) -> list[str]:
         out.append(f"{p}{_TOK_H}scope = null")
     elif x < 0.8:
         if r() < 0.6:
-            out.append(f"{p}{_TOK_AC}code = {g.cid()} redirectUri = {_REDIRECT}")
+            out.append(f"{p}{_TOK_AC}code = {g.code()} redirectUri = {_REDIRECT}")
         if r() < 0.5:
             out.append(p + _TOK_CODEMAP)
     elif x < 0.92:
-        out.append(f"{p}{_TOK_RT}refreshToken = {g.uuid()} scope = null")
+        out.append(f"{p}{_TOK_RT}refreshToken = {g.token_id()} scope = null")
     if r() < 0.75:
         out.append(f"{p}{_D_JWT}filename = primary.jks key = selfsigned")
     if r() < 0.5:
@@ -418,7 +511,7 @@ def _token_hz(g: _Gen) -> list[str]:
     if x < 0.3:
         return [_hz(g, "Service", "load", g.pick(g.services))] * g.rng.randint(1, 2)
     if x < 0.55:
-        token = g.uuid()
+        token = g.token_id()
         return [_hz(g, "RefreshToken", "store", token), _hz(g, "RefreshToken", "delete", token)]
     if x < 0.8:
         user = g.pick(g.users)
@@ -453,7 +546,7 @@ def _code_request(g: _Gen) -> list[str]:
         out.append(_hz(g, "Client", "load", client))
     if pkce:
         out.append(f"{p}{_CODE_GET}codeChallenge = {challenge} codeChallengeMethod = S256")
-    out.append(f"{p}{_CODE_GET}code = {g.cid()} redirectUri = {_REDIRECT}")
+    out.append(f"{p}{_CODE_GET}code = {g.code()} redirectUri = {_REDIRECT}")
     if r() < 0.7:
         out.append(_audit(g, p, "/oauth2/code@get", 302))
     return out
@@ -494,7 +587,7 @@ def _refresh_request(g: _Gen) -> list[str]:
         if r() < 0.7:
             out.append(_audit(g, p, "/oauth2/refresh_token@get", 200))
         return out
-    token = g.uuid()
+    token = g.token_id()
     out = _head(g, p, f"{_RT}/{token}")
     out.append(p + _validate(token, "refreshToken"))
     if x < 0.7:
@@ -512,7 +605,7 @@ def _refresh_request(g: _Gen) -> list[str]:
 
 def _refresh_hz(g: _Gen) -> list[str]:
     """Background refresh-token stores and deletes of the token flows."""
-    token = g.uuid()
+    token = g.token_id()
     if g.random() < 0.6:
         return [_hz(g, "RefreshToken", "store", token)]
     return [_hz(g, "RefreshToken", "store", token), _hz(g, "RefreshToken", "delete", token)]
@@ -579,7 +672,7 @@ def _service_request(g: _Gen) -> list[str]:
     """One request of the service service."""
     extra = "serviceType = openapi ownerId = admin"
     return _crud_request(
-        g, "/oauth2/service", "service", "service", "Service", g.hex8, g.services, extra
+        g, "/oauth2/service", "service", "service", "Service", g.service_id, g.services, extra
     )
 
 
@@ -597,7 +690,7 @@ def _user_request(g: _Gen) -> list[str]:
             out.append(_audit(g, p, "/oauth2/password/{userId}@post", 200))
         return out
     extra = "userType = customer email = {}@example.com"
-    user = g.hex8()
+    user = g.user_id()
     return _crud_request(
         g, "/oauth2/user", "user", "user", "User", lambda: user, g.users, extra.format(user)
     )
@@ -853,7 +946,7 @@ FAULTS: dict[str, Fault] = {
     "register_user_400_no_password": _f(
         "user", "ERR12011", "/oauth2/user", "post", _US + "PostHandler", "null", "null"),
     "register_user_400_password_no_match": _f(
-        "user", "ERR12012", "/oauth2/user", "post", _US + "PostHandler", "{id}", "{challenge}"),
+        "user", "ERR12012", "/oauth2/user", "post", _US + "PostHandler", "{id}", "{password}"),
     "register_user_400_user_exists": _f(
         "user", "ERR12020", "/oauth2/user", "post", _US + "PostHandler", "{id}", cause=_DUP),
     "update_client_400_clientProfile": _f(
@@ -868,7 +961,7 @@ FAULTS: dict[str, Fault] = {
         "client", "ERR12013", "/oauth2/client", "put", _CL + "PutHandler", "{id}",
         secondary=("user",), cause=_NPE),
     "update_password_400_not_match": _f(
-        "user", "ERR12012", "/oauth2/password/{id}", "post", _PW, "{id}", "{challenge}"),
+        "user", "ERR12012", "/oauth2/password/{id}", "post", _PW, "{id}", "{password}"),
     "update_password_401_wrong_password": _f(
         "user", "ERR12016", "/oauth2/password/{id}", "post", _PW),
     "update_password_404_user_not_found": _f(
@@ -973,11 +1066,18 @@ def _stack_trace(g: _Gen, fault: Fault, status: str) -> str:
 
 
 def _fill(g: _Gen, text: str) -> str:
-    """Replace ``{id}`` / ``{challenge}`` placeholders with random values."""
+    """Replace ``{id}`` / ``{challenge}`` / ``{password}`` placeholders with random values."""
     if "{id}" in text:
-        text = text.replace("{id}", g.hex8() if g.random() < 0.5 else g.uuid())
+        if g.varied:
+            pick = g.random()
+            value = g.user_id() if pick < 0.4 else g.uuid() if pick < 0.7 else g.service_id()
+        else:
+            value = g.hex8() if g.random() < 0.5 else g.uuid()
+        text = text.replace("{id}", value)
     if "{challenge}" in text:
         text = text.replace("{challenge}", g.challenge())
+    if "{password}" in text:
+        text = text.replace("{password}", g.password())
     return text
 
 
@@ -1243,11 +1343,15 @@ def plan_runs(config: SynthConfig) -> list[RunPlan]:
         if plans:
             epoch = plans[-1].end_ms // 1000 + rng.randint(*RUN_GAP_S)
         order = list(TEST_CASES)
-        rng.shuffle(order)
+        if config.schedule == "shuffled":
+            rng.shuffle(order)
         t = epoch * 1000
         windows = []
         for test_case in order:
-            duration = rng.randint(MIN_DURATION_S * 1000, MAX_DURATION_S * 1000)
+            if config.schedule == "v1":
+                duration = (V1_CORRECT_S if test_case == CORRECT else V1_ERROR_S) * 1000
+            else:
+                duration = rng.randint(MIN_DURATION_S * 1000, MAX_DURATION_S * 1000)
             windows.append(Window(test_case, t, t + duration))
             t += duration + rng.randint(*TEST_CASE_GAP_S) * 1000
         hosts = rng.sample(range(2, 30), len(SERVICES))
@@ -1317,38 +1421,71 @@ def render_file(
 ) -> tuple[str, int]:
     """The full text of one container log and its physical line count."""
     rng = random.Random(stable_seed(config.seed, plan.name, window.test_case, service))
-    g = _Gen(rng, service)
+    g = _Gen(rng, service, config.varied_values)
     t = window.start_ms + rng.randint(0, 1500)
-    for text in _startup_lines(g, service, plan, config.init_lines):
-        g.add_at(t, text)
-        g.extra_lines += text.count("\n")
-        t += _startup_step(g, text)
+    if config.startup == "every" or window is plan.windows[0]:
+        for text in _startup_lines(g, service, plan, config.init_lines):
+            g.add_at(t, text)
+            g.extra_lines += text.count("\n")
+            t += _startup_step(g, text)
     start = t + rng.randint(50, 400)
     span = max(1, window.end_ms - 200 - start)
     n = _traffic_lines(config, rng, service, window)
     requests = _build_requests(g, _PROFILES[service], n, config.mix_shift)
     if rng.random() < n / 4000:
         requests.append(_rare_warn(g))
-    requests.extend(_fault_requests(g, window.test_case, service, n))
+    requests.extend(_fault_requests(g, window.test_case, service, n, config.error_share))
+    if config.background_faults[1] > 0:
+        requests.extend(_background_faults(g, config, service, n))
     rng.shuffle(requests)
     times = sorted([start + int(rng.random() * span) for _ in requests])
     g.add_all(times, requests)
     return g.render()
 
 
-def _fault_requests(g: _Gen, test_case: str, service: str, n: int) -> list[list[str]]:
+def _fault_requests(g: _Gen, test_case: str, service: str, n: int,
+                    share: tuple[float, float] = INJECTED_SHARE) -> list[list[str]]:
     """The failing requests of an error test case that this service logs (none if unaffected)."""
     fault = FAULTS.get(test_case)
     if fault is None:
         return []
     rng = g.rng
     if service == fault.primary:  # ~7 events a request; a stack trace on the 1st and 1 in 10
-        k = max(1, round(n * rng.uniform(*INJECTED_SHARE) / 7))
+        k = max(1, round(n * rng.uniform(*share) / 7))
         return [_injected_request(g, fault, trace=i == 0 or rng.random() < 0.1) for i in range(k)]
     if service in fault.secondary:  # ~2.3 lines each
         k = max(1, round(n * rng.uniform(*SECONDARY_SHARE) / 2.3))
         return [_secondary_lines(g, fault) for _ in range(k)]
     return []
+
+
+def shared_faults(config: SynthConfig) -> frozenset[str]:
+    """The error test cases whose fault kind is shared (also fails in every test case at the
+    background rate): a fixed share of them, chosen by a stable hash of the seed and name."""
+    return frozenset(t for t in FAULTS
+                     if stable_seed(config.seed, "shared", t) % 10_000
+                     < config.shared_faults * 10_000)
+
+
+def _background_faults(g: _Gen, config: SynthConfig, service: str, n: int) -> list[list[str]]:
+    """Failing requests of the shared fault kinds this service handles (or sees as a secondary
+    service), at the background rate: in every test case, ``correct`` included. The expected
+    count is rounded at random, so small files get one now and then."""
+    kinds = [FAULTS[t] for t in sorted(shared_faults(config))
+             if service == FAULTS[t].primary or service in FAULTS[t].secondary]
+    if not kinds:
+        return []
+    rng = g.rng
+    expected = n * rng.uniform(*config.background_faults) / 7
+    k = int(expected) + (rng.random() < expected - int(expected))
+    out = []
+    for _ in range(k):
+        fault = kinds[int(rng.random() * len(kinds))]
+        if service == fault.primary:
+            out.append(_injected_request(g, fault, trace=rng.random() < 0.1))
+        else:
+            out.append(_secondary_lines(g, fault))
+    return out
 
 
 # --------------------------------------------------------------------------- metrics
@@ -1471,5 +1608,6 @@ __all__ = [
     "plan_runs",
     "render_file",
     "render_metrics",
+    "shared_faults",
     "stable_seed",
 ]
