@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lo2_dagster.lib import enhance, loader
+from lo2_dagster.lib import enhance, loader, masking
 from lo2_dagster.lib import templates as drain
 from lo2_dagster.lib.allowlist import Allowlist, EventRule, SequenceRule
 from lo2_dagster.lib.features import enhance_events, sequence_tables
@@ -68,48 +68,22 @@ def excerpt_events(tmp_path_factory) -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def trained(excerpt_events) -> drain.Templates:
-    return drain.train(drain.merge_counts([drain.message_counts(excerpt_events.lazy())]))
+    return drain.train(drain.merge_counts({RUN: drain.message_counts(excerpt_events.lazy())}))
 
 
-# --- masking, words, trigrams, lengths ---------------------------------------------------------
-
-def test_masking_collapses_the_real_excerpt_to_a_few_dozen_messages():
-    excerpt = pl.DataFrame({"m_message": [
-        ln.split(" - ", 1)[1] for ln in EXCERPT.read_text().splitlines() if " - " in ln]})
-    normalized = excerpt.select(enhance.normalized().alias("n"))["n"]
-    assert len(excerpt) > 250
-    assert normalized.n_unique() <= 30
-    text = "\n".join(normalized.unique().to_list())
-    # No authorization code, credential, hex id, UUID or number survives.
-    for leftover in ("_HiBOjPhQQ6WzaokSGFoZA", "OWYyZWM2YjAt", "8080", "b75d49bc",
-                     "29e7c401-a561"):
-        assert leftover not in text, leftover
-    assert "code = <ID> redirectUri = http://localhost:<NUM>/authorization" in text
-    assert 'validate( "Basic <CRED>", "Basic <CRED>", authorization)' in text
-
-
-@pytest.mark.parametrize(("message", "expected"), [
-    ("task_200811_0001_m_000590_0", "task_<NUM>_<NUM>_m_<NUM>_<NUM>"),  # LogLead's twice
-    ("from 10.0.0.12:8443 ok", "from <IP>:<NUM> ok"),
-    ("id=ee13b38b-6daa-4d88-9dcb-d62d348c9769.", "id=<UUID>."),
-    ("Authorization: Bearer eyJhbGciOi.eyJzdWIi.c2lnbmF0dXJl", "Authorization: Bearer <CRED>"),
-    ("token eyJhbGciOi.eyJzdWIi.c2ln done", "token <JWT> done"),
-    ("cid km4S3E4zQF-8L-qDNrcTFw and Oauth2TokenPostHandler", "cid <ID> and <ID>"),
-    ("Load:a64c111c", "Load:<HEX>"),
-    ("addr 0x7ffd1234 -5", "addr <HEX> <NUM>"),
-    ("first line 42\n\tat second line 43", "first line <NUM>"),
-    ("no variables here", "no variables here"),
-])
-def test_masks(message, expected):
-    got = pl.DataFrame({"m_message": [message]}).select(enhance.normalized())["m_message"][0]
-    assert got == expected
+def key(message: str, level: str = "DEBUG", logger: str = "c.n.oauth.cache.ServiceMapStore",
+        method: str = "load") -> str:
+    """The message key a template is matched on (templates.message_key)."""
+    return f"{level} {logger} {method} - {message}"
 
 
 def test_normalizing_distinct_lines_equals_normalizing_every_line(excerpt_events):
-    direct = excerpt_events.select(enhance.normalized().alias("e_message_normalized"))
-    via_distinct = enhance.with_normalized(excerpt_events).select("e_message_normalized")
+    direct = excerpt_events.select(masking.normalized().alias("e_message_normalized"))
+    via_distinct = masking.with_normalized(excerpt_events).select("e_message_normalized")
     assert direct.equals(via_distinct)
 
+
+# --- words, trigrams, lengths (masking: test_masking.py) --------------------------------------
 
 def test_words_trigrams_and_lengths():
     features = enhance.message_features(pl.Series(["a  b\tc", "abcd", "ab", "Load:<HEX>"]))
@@ -130,14 +104,14 @@ def test_words_trigrams_and_lengths():
 def test_template_ids_do_not_depend_on_run_order_or_reruns(excerpt_events):
     a = excerpt_events.filter(pl.col("test_case") == "correct")
     b = excerpt_events.filter(pl.col("test_case") != "correct")
-    ab = drain.train(drain.merge_counts([drain.message_counts(a.lazy()),
-                                         drain.message_counts(b.lazy())]))
-    ba = drain.train(drain.merge_counts([drain.message_counts(b.lazy()),
-                                         drain.message_counts(a.lazy())]))
+    ab = drain.train(drain.merge_counts({"a": drain.message_counts(a.lazy()),
+                                         "b": drain.message_counts(b.lazy())}))
+    ba = drain.train(drain.merge_counts({"b": drain.message_counts(b.lazy()),
+                                         "a": drain.message_counts(a.lazy())}))
     assert ab.state() == ba.state()
     assert ab.table.equals(ba.table)
-    assert ab.digest == drain.train(drain.merge_counts([drain.message_counts(a.lazy()),
-                                                          drain.message_counts(b.lazy())])).digest
+    assert ab.digest == drain.train(drain.merge_counts({
+        "a": drain.message_counts(a.lazy()), "b": drain.message_counts(b.lazy())})).digest
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -145,7 +119,7 @@ def test_template_ids_do_not_depend_on_the_order_messages_arrive_in(excerpt_even
                                                                     seed):
     """Threads, partitions and timing only change the order in which (message, count) rows
     arrive; any order trains the same miner."""
-    counts = drain.merge_counts([drain.message_counts(excerpt_events.lazy())])
+    counts = drain.merge_counts({RUN: drain.message_counts(excerpt_events.lazy())})
     shuffled = counts.sample(fraction=1.0, shuffle=True, seed=seed)
     assert not shuffled.equals(counts)
     assert drain.train(shuffled).state() == trained.state()
@@ -155,7 +129,7 @@ THREADS_CHILD = """
 import sys, polars as pl
 from lo2_dagster.lib import templates as drain
 events = pl.read_parquet(sys.argv[1])
-print(drain.train(drain.merge_counts([drain.message_counts(events.lazy())])).digest)
+print(drain.train(drain.merge_counts({"run": drain.message_counts(events.lazy())})).digest)
 """
 
 
@@ -166,7 +140,10 @@ def test_template_ids_do_not_depend_on_the_thread_count(tmp_path):
     events = events.with_columns(
         pl.lit(None, dtype=pl.Datetime("us")).alias("m_timestamp"),
         (pl.col("m_message") + " " + pl.int_range(pl.len()).mod(997).cast(pl.String))
-        .alias("m_message"))  # many distinct lines, masked to the same few shapes
+        .alias("m_message"),  # many distinct lines, masked to the same few shapes
+        pl.lit("token").alias("service"), pl.lit("DEBUG").alias("level"),
+        pl.lit("c.n.o.t.h.Oauth2TokenPostHandler").alias("logger"),
+        pl.lit("handleRequest").alias("method"))
     path = tmp_path / "events.parquet"
     events.write_parquet(path)
     digests = set()
@@ -180,8 +157,10 @@ def test_template_ids_do_not_depend_on_the_thread_count(tmp_path):
 
 def test_match_never_changes_the_miner_and_unknown_lines_get_the_reserved_id(trained):
     before = trained.state()
-    ids = trained.match(pl.Series(["a message nobody has ever logged here", "Load:<HEX>",
-                                   "normalised = /oauth2/token"]))
+    ids = trained.match(pl.Series([
+        key("a message nobody has ever logged here"), key("Load:<HEX>"),
+        key("normalised = /oauth2/token", logger="c.n.openapi.ApiNormalisedPath",
+            method="<init>")]))
     assert ids[0] == drain.UNMATCHED
     assert ids[1] in trained.ids and ids[2] in trained.ids
     assert trained.state() == before
@@ -191,7 +170,7 @@ def test_state_round_trips_through_drain3s_serialization(trained):
     state = trained.state()
     assert state.startswith(b'{"py/object": "drain3.drain.Drain"')
     restored = drain.Templates.from_state(state, trained.table, trained.settings)
-    messages = pl.Series(["Load:<HEX>", "scope = null", "unknown thing"])
+    messages = pl.Series([key("Load:<HEX>"), key("scope = null"), key("unknown thing")])
     assert restored.match(messages).equals(trained.match(messages))
     assert restored.digest == trained.digest
     assert drain.DrainSettings.from_json(trained.settings.to_json()) == trained.settings
@@ -255,7 +234,7 @@ def test_sequences_concatenate_their_events_features(excerpt_events, trained, tm
 
 
 def test_allowlist_relabels_events_and_sequences(excerpt_events, trained, tmp_path):
-    load_id = trained.match(pl.Series(["Load:<HEX>"]))[0]
+    load_id = trained.match(pl.Series([key("Load:<HEX>")]))[0]
     allowlist = Allowlist(
         events=(EventRule("config", message="^Config loaded"),
                 EventRule("load-on-token", template=load_id, service="token"),

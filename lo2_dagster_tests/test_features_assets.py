@@ -102,8 +102,9 @@ def test_the_whole_chain_with_checks_metadata_and_exports(env, instance):
         assert events["row_id"].equals(raw["row_id"])
         counts = pl.read_parquet(warehouse_file(env, MESSAGE_COUNTS, run))
         assert counts["count"].sum() == len(raw)
-        assert counts["e_message_normalized"].sort().equals(
-            events["e_message_normalized"].unique().sort())
+        keys = raw.select("level", "logger", "method").with_columns(
+            events["e_message_normalized"]).select(drain.message_key())
+        assert counts[drain.KEY].unique().sort().equals(keys[drain.KEY].unique().sort())
         assert sequences["seq_len"].sum() == len(raw)
         flagged = events.filter("is_fp_allowlisted")
         assert len(flagged) and flagged["m_message"].str.starts_with("Config loaded").all()
@@ -262,9 +263,9 @@ def test_the_checks_fail_on_drift():
     assert _schema_check(EVENTS_ENHANCED, pl.Schema(EVENTS_ENHANCED_SCHEMA),
                          EVENTS_ENHANCED_SCHEMA).passed
 
-    templates = drain.train(pl.DataFrame(
-        {"e_message_normalized": ["a b c"], "count": [1], "first_seen": [None]},
-        schema=drain.MESSAGE_COUNTS_SCHEMA))
+    templates = drain.train(drain.merge_counts({"run": pl.DataFrame(
+        {"service": ["token"], drain.KEY: ["INFO x y - a b c"], "count": [1],
+         "first_seen": [None]}, schema=drain.MESSAGE_COUNTS_SCHEMA)}))
     ok = _drain_ids_check(EVENTS_ENHANCED, pl.Series(["e1", drain.UNMATCHED]), templates)
     assert ok.passed and ok.metadata["unmatched_rows"].value == 1
     bad = _drain_ids_check(EVENTS_ENHANCED, pl.Series(["e1", "e77"]), templates)

@@ -22,12 +22,14 @@ from lo2_dagster.lib.enhance import (
     SEQUENCES_ENHANCED_SCHEMA,
     lengths,
     message_features,
-    with_normalized,
 )
-from lo2_dagster.lib.templates import UNMATCHED, Templates
+from lo2_dagster.lib.masking import with_normalized
+from lo2_dagster.lib.templates import KEY, UNMATCHED, Templates, message_key
 
 _BASE_COLUMNS = ["row_id", "m_message", "run", "test_case", "service", "seq_id", "normal",
                  "m_timestamp", "anomaly"]
+#: What a template is matched on besides the normalized message (see templates.message_key).
+_HEADER_COLUMNS = ["level", "logger", "method"]
 
 
 @dataclass
@@ -37,7 +39,8 @@ class EnhancedEvents:
 
     frame: pl.LazyFrame
     rows: int
-    vocabulary: pl.DataFrame  # one row per distinct normalized message: features, id, lines
+    vocabulary: pl.DataFrame  # one row per distinct normalized message: features, lines
+    template_lines: pl.DataFrame  # one row per template id: lines
     unmatched_lines: int
     allowlisted_lines: int
     relabelled_lines: int  # anomaly_original true, anomaly false
@@ -48,11 +51,15 @@ def enhance_events(events: pl.DataFrame | pl.LazyFrame, templates: Templates,
                    allowlist: Allowlist) -> EnhancedEvents:
     """``lo2/events_enhanced`` for one run's raw events (in ``row_id`` order)."""
     base = with_normalized(
-        events.lazy().select(_BASE_COLUMNS).rename({"anomaly": "anomaly_original"}).collect())
+        events.lazy().select(*_BASE_COLUMNS, *_HEADER_COLUMNS)
+        .rename({"anomaly": "anomaly_original"}).collect())
+    # Templates are matched once per distinct message key (level, logger, method, message).
+    shapes = ["e_message_normalized", *_HEADER_COLUMNS]
+    keys = base.select(shapes).unique().with_columns(message_key())
+    keys = keys.with_columns(templates.match(keys[KEY])).drop(KEY)
+    base = base.join(keys, on=shapes, how="left", maintain_order="left",
+                     nulls_equal=True).drop(_HEADER_COLUMNS)
     vocabulary = message_features(base["e_message_normalized"])
-    vocabulary = vocabulary.with_columns(templates.match(vocabulary["e_message_normalized"]))
-    base = base.join(vocabulary.select("e_message_normalized", "e_event_drain_id"),
-                     on="e_message_normalized", how="left", maintain_order="left")
 
     rules = allowlist.event_flags()
     rule_names = [r.column for r in allowlist.events]
@@ -73,6 +80,7 @@ def enhance_events(events: pl.DataFrame | pl.LazyFrame, templates: Templates,
     base = base.drop(rule_names)
     lines = base.group_by("e_message_normalized").len("lines")
     vocabulary = vocabulary.join(lines, on="e_message_normalized", how="left")
+    template_lines = base.group_by("e_event_drain_id").len("lines")
 
     frame = (
         base.lazy()
@@ -86,6 +94,7 @@ def enhance_events(events: pl.DataFrame | pl.LazyFrame, templates: Templates,
         frame=frame,
         rows=len(base),
         vocabulary=vocabulary,
+        template_lines=template_lines,
         unmatched_lines=int(counts["unmatched"]),
         allowlisted_lines=int(counts["allowlisted"]),
         relabelled_lines=int(counts["relabelled"]),

@@ -121,21 +121,24 @@ def _per_run_checks(key: dg.AssetKey, schema: str, rows: str) -> list[dg.AssetCh
     group_name=GROUP,
     code_version=f"enhancer-{ENHANCER_VERSION}",
     description=(
-        "One run's distinct normalized messages with their line count and first time: what the "
-        "Drain templates are trained on. A few hundred rows per run, so retraining on thousands "
-        "of runs reads small files instead of every log line again."
+        "One run's distinct message keys (level, logger, method and masked first line) per "
+        "service, with their line count and first time: what the templates are trained on. A "
+        "few hundred rows per run, so retraining on thousands of runs reads small files instead "
+        "of every log line again."
     ),
 )
 def message_counts(context: dg.AssetExecutionContext, events: dict[str, pl.LazyFrame],
                    warehouse: Warehouse):
     def one_run(run: str) -> RunPart:
-        counts = drain.message_counts(events[run].select("m_message", "m_timestamp"))
-        context.log.info(f"{run}: {len(counts):,} distinct normalized messages in "
+        counts = drain.message_counts(events[run].select(
+            "m_message", "m_timestamp", "service", "level", "logger", "method"))
+        context.log.info(f"{run}: {counts[drain.KEY].n_unique():,} distinct message keys in "
                          f"{int(counts['count'].sum()):,} events")
         return RunPart(counts, {
             "events": int(counts["count"].sum()),
+            "distinct_message_keys": counts[drain.KEY].n_unique(),
             "top_messages": table(counts.pipe(drain.in_training_order).head(20).select(
-                "e_message_normalized", "count")),
+                "service", drain.KEY, "count")),
         })
 
     yield from materialize_runs(context, warehouse, one_run)
@@ -149,7 +152,7 @@ class DrainTemplatesConfig(dg.Config):
     sim_th: float = 0.4
     depth: int = 4
     max_children: int = 100
-    extra_delimiters: list[str] = ["_"]  # noqa: RUF012
+    extra_delimiters: list[str] = []  # noqa: RUF012
 
     def settings(self) -> drain.DrainSettings:
         return drain.DrainSettings(self.sim_th, self.depth, self.max_children,
@@ -167,9 +170,12 @@ class DrainTemplatesConfig(dg.Config):
     kinds={"drain3", "polars"},
     owners=OWNERS,
     description=(
-        "Drain log templates mined from the training runs' distinct normalized messages, in a "
-        "fixed order (most frequent first), so the same data gives the same template ids on "
-        "every rerun. Stored as drain3 state (drain3_state.json) plus templates.parquet."
+        "Log templates of the training runs' distinct message keys: drain3 groups them (in a "
+        "fixed order, most frequent first, so the same data gives the same ids on every rerun) "
+        "and a position becomes a wildcard only if its values are nearly all seen in a single "
+        "training run; values that recur (error names, endpoints) stay constants. Stored as "
+        "drain3 state (drain3_state.json) plus templates.parquet. The page shows templates per "
+        "service, templates seen once and the widest position kept as a constant."
     ),
 )
 def drain_templates(
@@ -191,18 +197,20 @@ def drain_templates(
                                      "lo2/raw_events and lo2/message_counts for at least one run "
                                      "partition first.")
     started = time.perf_counter()
-    merged = drain.merge_counts([counts[run] for run in runs])
+    merged = drain.merge_counts({run: counts[run] for run in runs})
     templates = drain.train(merged, config.settings())
     seconds = time.perf_counter() - started
     context.log.info(f"{len(templates.table)} templates from {len(merged):,} distinct messages "
                      f"({int(merged['count'].sum()):,} lines of {len(runs)} runs) in "
                      f"{seconds:.1f} s")
     shown = templates.table.sort("count", descending=True).head(500).with_columns(
-        pl.col("first_seen").dt.to_string("%Y-%m-%d %H:%M:%S%.3f"))
+        pl.col("first_seen").dt.to_string("%Y-%m-%d %H:%M:%S%.3f"),
+        pl.col("services").list.join(", "))
     return dg.Output(
         templates,
         data_version=dg.DataVersion(templates.digest),
         metadata={
+            **template_quality_metadata(templates),
             "templates": len(templates.table),
             "training_runs": bullet_list(runs),
             "training_run_count": len(runs),
@@ -217,6 +225,24 @@ def drain_templates(
             "template_table": table(shown),
         },
     )
+
+
+def template_quality_metadata(templates: drain.Templates) -> dict[str, object]:
+    """How well values were told from constants: what the templates' page shows first."""
+    quality = templates.quality
+    if quality is None:
+        return {}
+    values = ", ".join(f"`{v}`" for v in quality.widest_kept_values)
+    return {
+        "templates_per_service": table(quality.per_service),
+        "templates_seen_once": quality.seen_once,
+        "wildcard_positions": quality.wildcard_positions,
+        "varying_positions_kept": quality.kept_positions,
+        "widest_kept_position": quality.widest_kept,
+        "widest_kept_position_example": dg.MetadataValue.md(
+            f"`{quality.widest_kept_template}`: {values}" if values else "none"),
+        "wildcard_examples": table(quality.examples),
+    }
 
 
 @per_run_asset(
@@ -255,7 +281,7 @@ def events_enhanced(
         enhanced = enhance_events(events[run], templates, allowlist)
         vocabulary = enhanced.vocabulary
         seen = (
-            vocabulary.group_by("e_event_drain_id").agg(pl.col("lines").sum())
+            enhanced.template_lines
             .join(templates.table.select("template_id", "template"), how="left",
                   left_on="e_event_drain_id", right_on="template_id")
             .sort(["lines", "e_event_drain_id"], descending=[True, False])

@@ -1,0 +1,237 @@
+"""Stage 1 of templating: mask what is a value by what it looks like, never by its length.
+
+A log message is a constant shape with values in it. A value is masked when it *looks* like
+one, whatever its length or alphabet:
+
+- numbers, hex and colon-hex ids, UUIDs, IPv4 addresses, JWTs, and whatever follows ``Basic``
+  or ``Bearer`` (a credential: base64, a secret, or bytes that were never base64);
+- high-entropy words (:func:`looks_random`): letters mixed with digits, except the shapes of
+  identifiers that carry one number (``ERR12013``, ``Oauth2TokenPostHandler``, ``S256``);
+  letters in chunks that no word has (no vowel, five consonants in a row, mixed case every
+  other letter); and words with symbols such as ``!#$%&*+?@^~`` that are not Java names
+  (secrets, e-mail addresses).
+
+What stays is what a developer wrote: dictionary-like words, UPPER_SNAKE names (light-4j's
+``UNSUPPORTED_GRANT_TYPE``), error codes, Java class and method names, URL paths, file names.
+Whatever a value looks like and still gets through, stage 2 catches by how it behaves: a
+template position whose values are nearly all seen in a single training run becomes a wildcard
+(:mod:`lo2_dagster.lib.templates`).
+
+The regular expressions run first, vectorized, over every distinct line (ids make most lines
+distinct); the word classifier, in Python, runs only over the few distinct shapes left.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+
+import polars as pl
+
+_NOT_ALNUM = r"[^A-Za-z0-9]"
+#: Characters of base64url and of identifiers: a "unit" is a maximal run of them.
+_UNIT = r"[A-Za-z0-9_-]"
+#: Characters of a random token (base64url plus PKCE's unreserved ``.`` and ``~``).
+_TOKEN = r"[A-Za-z0-9._~-]"
+_NOT_TOKEN = r"[^A-Za-z0-9._~-]"
+
+
+def _bounded(pattern: str, edge: str = _NOT_ALNUM) -> str:
+    """``pattern`` as a whole token: preceded and followed by ``edge`` or the text's ends (the
+    regex engine has no look-around, so the edges are captured and put back)."""
+    return f"(?P<start>{edge}|^)(?:{pattern})(?P<end>{edge}|$)"
+
+
+#: Values recognized by their form, applied first: (replacement, pattern) as in LogLead.
+VALUE_MASKS: tuple[tuple[str, str], ...] = (
+    ("${start}<UUID>${end}",
+     _bounded(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")),
+    # Whatever follows the scheme up to a space, quote or comma is the credential: base64, a
+    # raw secret with symbols, or mojibake.
+    ("${start}${scheme} <CRED>",
+     r"(?P<start>[^A-Za-z0-9]|^)(?P<scheme>Basic|Bearer)[ \t]*[^\s\"',;]+"),
+    ("${start}<JWT>${end}", _bounded(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")),
+    ("${start}<IP>${end}", _bounded(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")),
+    ("${start}<HEX>${end}", _bounded(r"0x[a-f0-9A-F]+|[0-9a-fA-F]{8,}")),
+    # Two separate digit runs with letters between them: no identifier looks like that, every
+    # random id of some length does (the classifier agrees; this is the fast path). The whole
+    # run of base64url and PKCE characters (letters, digits, ``-._~``) becomes one placeholder.
+    ("${start}<ID>${end}", _bounded(rf"{_TOKEN}*[0-9][A-Za-z]+[0-9]{_TOKEN}*", edge=_NOT_TOKEN)),
+)
+
+#: LogLead's ``masking_patterns_drain`` (loglead/enhancers/eventlog.py), unchanged except that
+#: its IP mask moved into :data:`VALUE_MASKS` (before the id masks, which would split it).
+LOGLEAD_MASKS: tuple[tuple[str, str], ...] = (
+    ("${start}<ID>${end}", _bounded(r"([0-9a-f]{2,}:){3,}([0-9a-f]{2,})")),
+    ("${start}<SEQ>${end}", _bounded(r"([0-9a-f]{6,} ?){3,}")),
+    ("${start}<SEQ>${end}", _bounded(r"([0-9A-F]{4} ?){4,}")),
+    ("${start}<HEX>${end}", _bounded(r"0x[a-f0-9A-F]+")),
+    ("${start}<NUM>${end}", _bounded(r"[\-\+]?\d+")),
+    ("${cmd}<CMD>", r"(?P<cmd>executed cmd )(\".+?\")"),
+)
+
+MASKS: tuple[tuple[str, str], ...] = VALUE_MASKS + LOGLEAD_MASKS
+
+#: Placeholder of a value recognized by the word classifier.
+VALUE = "<ID>"
+
+
+def first_line(message: str | pl.Expr = "m_message") -> pl.Expr:
+    """The first line of a (possibly multi-line) message: what LogLead masks and Drain parses."""
+    expr = pl.col(message) if isinstance(message, str) else message
+    return expr.str.split("\n").list.first()
+
+
+def masked(text: pl.Expr, masks: Sequence[tuple[str, str]] = MASKS) -> pl.Expr:
+    """``text`` with the regular-expression masks applied.
+
+    Each mask runs twice, as in LogLead: a match consumes the separator after it, so ``1_2_3``
+    needs a second pass to mask every number.
+    """
+    for replacement, pattern in masks:
+        text = text.str.replace_all(pattern, replacement).str.replace_all(pattern, replacement)
+    return text
+
+
+# --------------------------------------------------------------------------- the classifier
+
+#: A word: a run of anything but whitespace and the punctuation that structures a message
+#: (quotes, separators, brackets). ``.``, ``/``, ``_``, ``-``, ``$`` and ``@`` stay inside
+#: words: Java names, URL paths, snake_case, ids, e-mail addresses.
+_WORD = re.compile(r"[^\s\"'`,:;=(){}\[\]<>|]+")
+_ALNUM_RUN = re.compile(r"[A-Za-z0-9]+")
+_UNIT_RUN = re.compile(r"[A-Za-z0-9_-]+")
+#: Symbols that appear in secrets and passwords, not in names (``$`` only Java-style).
+_SECRET_SYMBOL = re.compile(r"[!#%&*+?^~\\]|\$(?![A-Za-z0-9_])")
+_JAVA_DOLLAR = re.compile(r"[A-Za-z_][\w.]*(\$[\w]+)+")
+#: An e-mail address (``@`` alone also joins light-4j's audit endpoints: ``/oauth2/code@get``).
+_EMAIL = re.compile(r"[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+#: Camel-case chunks: ``ApiNormalisedPath`` -> Api, Normalised, Path; ``IOException`` -> IO,
+#: Exception; digits are chunks of their own.
+_CHUNK = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+#: An identifier that carries one number: ``ERR12013``, ``UT000128``, ``S256``, ``x509``.
+_CODE = re.compile(r"[A-Za-z]{1,8}[0-9]+")
+_VOWELS = frozenset("aeiouyAEIOUY")
+_CONSONANT_RUN = re.compile(r"[b-df-hj-np-tv-xzB-DF-HJ-NP-TV-XZ]{5,}")
+
+
+def _unpronounceable(chunk: str) -> bool:
+    """A chunk of letters no word has: five consonants in a row. Short all-capital chunks are
+    acronyms (``HTTPS``)."""
+    return not (chunk.isupper() and len(chunk) <= 5) and bool(_CONSONANT_RUN.search(chunk))
+
+
+def _alnum_is_random(text: str) -> bool:
+    """Whether a run of letters and digits looks generated rather than written."""
+    if text.isdigit() or len(text) < 3:
+        return False  # numbers are LogLead's <NUM>; two characters tell nothing
+    chunks = _CHUNK.findall(text)
+    letters = [c for c in chunks if c.isalpha()]
+    digit_runs = len(chunks) - len(letters)
+    if any(_unpronounceable(c) for c in letters):
+        return True
+    if sum(1 for c in letters if len(c) >= 2 and not _VOWELS.intersection(c)) >= 2:
+        return True  # several vowelless pieces: Pd, Sp, TS, ...
+    mixed_case = any(c.isupper() for c in text) and any(c.islower() for c in text)
+    n_letters = sum(len(c) for c in letters)
+    if mixed_case and n_letters >= 8 and n_letters / max(1, len(letters)) < 3:
+        return True  # case flips every other letter: aBcDeFgH
+    if digit_runs >= 2:
+        return True
+    if digit_runs == 1 and not text[0].isdigit():
+        # One number inside an identifier (Oauth2TokenPostHandler, log4j) or after a code.
+        return not (_CODE.fullmatch(text) or len(max(chunks, key=len)) >= 3)
+    return digit_runs == 1 and len(letters) > 0 and n_letters >= 3
+
+
+def looks_random(word: str) -> bool:
+    """Whether a whole word is a value (see the module docstring)."""
+    if _EMAIL.fullmatch(word):
+        return True
+    if _SECRET_SYMBOL.search(word) and not _JAVA_DOLLAR.fullmatch(word):
+        return bool(_ALNUM_RUN.search(word))
+    if not word.isascii():
+        return bool(_ALNUM_RUN.search(word)) or len(word) >= 3
+    return False
+
+
+def _unit_is_random(unit: str) -> bool:
+    """A unit (letters, digits, ``_``, ``-``) is random if any of its parts is: the parts of
+    a base64url id are random, those of UPPER_SNAKE and kebab-case names are words."""
+    return any(_alnum_is_random(part) for part in re.split(r"[_-]+", unit) if part)
+
+
+@functools.lru_cache(maxsize=65_536)
+def mask_word(word: str) -> str:
+    """``word`` with its random units replaced by :data:`VALUE`. Units are separated by ``.``,
+    ``/``, ``$``, ``@``, ``~`` (Java names, URL paths), so ``/oauth2/user/Xk9vQ2mL`` keeps its
+    path; a secret-like word, or one whose letters and digits are mostly in random units (a
+    token with dots in it), becomes one placeholder."""
+    if looks_random(word):
+        return VALUE
+    units = _UNIT_RUN.findall(word)
+    random_chars = sum(len(u) for u in units if _unit_is_random(u))
+    if not random_chars:
+        return word
+    if 2 * random_chars > sum(len(u) for u in units):
+        return VALUE
+    return _UNIT_RUN.sub(lambda m: VALUE if _unit_is_random(m.group()) else m.group(), word)
+
+
+def mask_words(text: str) -> str:
+    """Every word of ``text`` through :func:`mask_word`; placeholders (``<...>``) and the
+    punctuation between words are kept."""
+    return _WORD.sub(lambda m: mask_word(m.group()), text)
+
+
+def classified(texts: pl.Series) -> pl.Series:
+    """:func:`mask_words` of each text, computed once per distinct text."""
+    distinct = texts.unique()
+    mapping = pl.DataFrame({"_text": distinct,
+                            "_masked": [mask_words(t) if t is not None else None
+                                        for t in distinct.to_list()]},
+                           schema={"_text": pl.String, "_masked": pl.String})
+    return (pl.DataFrame({"_text": texts}).join(mapping, on="_text", how="left",
+                                                 maintain_order="left", nulls_equal=True)
+            .get_column("_masked").alias(texts.name))
+
+
+def normalized(message: str | pl.Expr = "m_message") -> pl.Expr:
+    """``e_message_normalized``: the first line of the message, masked: the value masks, the
+    word classifier (before LogLead's number mask, which would cut ``2_vPlCHW...`` in two),
+    then LogLead's masks."""
+    values = masked(first_line(message), VALUE_MASKS)
+    return masked(values.map_batches(classified, return_dtype=pl.String), LOGLEAD_MASKS)
+
+
+def normalize_lines(lines: pl.Series) -> pl.DataFrame:
+    """``line`` -> ``e_message_normalized`` for each distinct first line in ``lines``.
+
+    The value masks run on the distinct lines, the word classifier and LogLead's masks on what
+    is distinct after them: ids make most lines unique, so a run's ~300,000 distinct lines
+    become a few thousand shapes, and the rest costs next to nothing. Same result as
+    :func:`normalized`.
+    """
+    # The streaming engine spreads the regex passes over all cores (the in-memory one uses one).
+    frame = (
+        pl.DataFrame({"line": lines.unique()}).lazy()
+        .with_columns(masked(pl.col("line"), VALUE_MASKS).alias("_values_masked"))
+        .collect(engine="streaming")
+    )
+    shapes = frame.select(pl.col("_values_masked").unique())
+    shapes = shapes.with_columns(
+        masked(pl.lit(classified(shapes["_values_masked"])), LOGLEAD_MASKS)
+        .alias("e_message_normalized"))
+    return frame.join(shapes, on="_values_masked", how="left").select(
+        "line", "e_message_normalized")
+
+
+def with_normalized(frame: pl.DataFrame, message: str = "m_message") -> pl.DataFrame:
+    """``frame`` plus ``e_message_normalized``, masking each distinct first line once (LO2
+    repeats its lines: a run's 1.3 M events have about a quarter as many distinct first lines,
+    and the regex passes are the expensive part)."""
+    frame = frame.with_columns(first_line(message).alias("_first_line"))
+    lines = normalize_lines(frame["_first_line"]).rename({"line": "_first_line"})
+    return frame.join(lines, on="_first_line", how="left", maintain_order="left").drop(
+        "_first_line")
