@@ -57,16 +57,17 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, P
 
 
 def build_warehouse(base: Path, runs: int, seed: int, instance: Any,
-                    monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Generate ``runs`` small runs under ``base/lo2`` and materialize the whole asset graph
-    into ``base/warehouse`` with the main job's code path, on ``instance``. ``LO2_ROOT`` and
-    ``LO2_WAREHOUSE`` point there (through ``monkeypatch``). Returns the run names."""
+                    monkeypatch: pytest.MonkeyPatch, **config: Any) -> list[str]:
+    """Generate ``runs`` small runs under ``base/lo2`` (``config``: more SynthConfig fields)
+    and materialize the whole asset graph into ``base/warehouse`` with the main job's code
+    path, on ``instance``. ``LO2_ROOT`` and ``LO2_WAREHOUSE`` point there (through
+    ``monkeypatch``). Returns the run names."""
     from lo2_dagster import settings
     from lo2_dagster.definitions import defs
     from lo2_dagster.lib.synth import SynthConfig, generate
     from lo2_dagster.pipeline import add_run_partitions, materialize_all
 
-    generate(base / "lo2", SynthConfig(runs=runs, seed=seed, token_lines=5))
+    generate(base / "lo2", SynthConfig(runs=runs, seed=seed, **{"token_lines": 5, **config}))
     names = sorted(p.name for p in (base / "lo2" / "logs").iterdir())
     monkeypatch.setenv(settings.ENV_ROOT, str(base / "lo2"))
     monkeypatch.setenv(settings.ENV_WAREHOUSE, str(base / "warehouse"))

@@ -28,7 +28,7 @@ from lo2_dagster.lib.metrics import false_positives
 from lo2_dagster.lib.model import load_bundle
 from lo2_dagster.lib.synth import SynthConfig, generate
 from lo2_dagster.pipeline import materialize_all
-from lo2_dagster_tests.test_explain_lib import NOISE, PNG
+from lo2_dagster_tests.test_explain_lib import PNG, noise
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_every_run_s_predicted_anomalies_are_explained(world):
             assert normals[nearest] == service and "__correct__" in nearest, seq_id
             assert nearest.split("__")[0] in bundle.split.training
         features = out.select(pl.col("top_features").explode().struct.field("label"))["label"]
-        assert not features.str.contains(NOISE).any()
+        assert not noise(features, lo2, [run])
         assert out["reason"].str.len_chars().min() > 10
 
         metadata = latest(instance, EXPLANATIONS, run).metadata

@@ -30,6 +30,7 @@ SEQ_ID_CHECK = "seq_id_not_null"
 DRAIN_IDS_CHECK = "drain_ids_known"
 MODEL_GATE_CHECK = "holdout_test_case_roc_auc_above_floor"
 DRIFT_CHECK = "drift_below_warning_level"
+LEAK_CHECK = "no_signal_gives_labels_away"
 
 #: Concurrency pool of the assets that train on every run (dagster.yaml: one at a time).
 TRAINING_POOL = "lo2_training"

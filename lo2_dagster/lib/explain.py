@@ -44,6 +44,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import normalize
 from sklearn.tree import DecisionTreeClassifier
 
+from lo2_dagster.lib.detector import TemplateRateDetector
 from lo2_dagster.lib.models import RareTokenDetector, model_kind
 from lo2_dagster.lib.vectorize import OOV, token_counts
 
@@ -182,6 +183,10 @@ def contributions(estimator: object, matrix: sparse.spmatrix) -> Contributions:
     docstring for what that value is per model)."""
     x = sparse.csr_matrix(matrix, dtype=np.float64)
     rows = x.shape[0]
+    if isinstance(estimator, TemplateRateDetector):
+        values, base = estimator.contributions(x)
+        return Contributions(values, base, "score (new templates and the largest rate shift, "
+                                           "in units of the service's normal variation)")
     if isinstance(estimator, RareTokenDetector):
         tokens = x[:, : estimator.token_columns]
         known, unseen = estimator._weights()
@@ -223,7 +228,7 @@ def contributions(estimator: object, matrix: sparse.spmatrix) -> Contributions:
 def model_value(estimator: object, matrix: sparse.spmatrix) -> np.ndarray:
     """The value :func:`contributions` decomposes, from the estimator's own API."""
     model = estimator[-1] if isinstance(estimator, Pipeline) else estimator
-    if isinstance(model, RareTokenDetector):
+    if isinstance(model, RareTokenDetector | TemplateRateDetector):
         return estimator.score_samples(matrix)
     if isinstance(model, LogisticRegression | GradientBoostingClassifier):
         return estimator.decision_function(matrix)
@@ -324,6 +329,8 @@ def feature_label(name: str, templates: Mapping[str, str]) -> str:
         return f"template {token}: {text}" if text else f"template {token}"
     if bag == "numeric":
         return f"{token} (numeric)"
+    if bag in ("service", "events"):
+        return name
     return f"{bag[:-1]} '{token}'"
 
 

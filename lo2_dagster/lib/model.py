@@ -24,7 +24,7 @@ import re
 import subprocess
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,16 @@ import polars as pl
 import yaml
 from scipy import sparse
 
+from lo2_dagster.lib.baselines import BaselineCollector
 from lo2_dagster.lib.explain import TEMPLATES, Reference, ReferenceBuilder
+from lo2_dagster.lib.leaks import (
+    STARTUP_COLUMNS,
+    leak_audit,
+    leak_warning,
+    sequence_signals,
+    startup_templates,
+    test_case_signals,
+)
 from lo2_dagster.lib.metrics import Split, calibrate, evaluate, judged, split_runs
 from lo2_dagster.lib.models import fit, model_kind
 from lo2_dagster.lib.vectorize import FeatureSpec, SequenceVectorizer
@@ -42,8 +51,8 @@ from lo2_dagster.lib.vectorize import FeatureSpec, SequenceVectorizer
 MODEL_FILE = "model.joblib"
 RECORD_FILE = "model.yml"
 METRICS_FILE = "metrics.json"
-#: The registry model used when the config names none (see the README for why).
-DEFAULT_MODEL = "rare_tokens"
+#: The registry model used when the config names none (see docs/model.md for why).
+DEFAULT_MODEL = "template_rates"
 #: Columns of ``lo2/sequences_enhanced`` that every model reads besides its features.
 META_COLUMNS = ["seq_id", "run", "test_case", "service", "normal", "anomaly",
                 "is_fp_allowlisted"]
@@ -68,7 +77,7 @@ PREDICTIONS_SCHEMA: dict[str, pl.DataType] = {
 
 def model_columns(spec: FeatureSpec) -> list[str]:
     """The sequence-table columns that training and scoring read."""
-    return [*META_COLUMNS, *spec.columns]
+    return [*META_COLUMNS, *(c for c in spec.columns if c not in META_COLUMNS)]
 
 
 class BundleError(ValueError):
@@ -80,7 +89,8 @@ class TrainingConfig:
     """Everything that decides a bundle, besides the data."""
 
     model: str = DEFAULT_MODEL
-    features: FeatureSpec = field(default_factory=FeatureSpec)
+    #: None: the model's own default features (``ModelKind.features``).
+    features: FeatureSpec = None  # type: ignore[assignment]
     holdout_fraction: float = 0.2
     seed: int = 0
     #: LO2 has 7 correct sequences per run: any lower default flags the correct test case of
@@ -91,7 +101,13 @@ class TrainingConfig:
     min_test_case_roc_auc: float = 0.6  # the quality gate's floor
 
     def __post_init__(self) -> None:
-        model_kind(self.model)
+        kind = model_kind(self.model)
+        if self.features is None:
+            object.__setattr__(self, "features", FeatureSpec(kind.features))
+        if kind.name == "template_rates" and not {"drain", "events"} <= set(
+                self.features.features):
+            raise ValueError("template_rates reads template rates: its features need drain "
+                             "and events (and service, to calibrate per service)")
         if self.model == "rare_tokens" and not self.features.bags:
             raise ValueError("rare_tokens scores tokens: add drain, words or trigrams to the "
                              "features")
@@ -170,25 +186,47 @@ def train(runs: Mapping[str, RunBatches], config: TrainingConfig,
         columns.append(TEMPLATES)
 
     def fit_rows(batch: pl.DataFrame) -> pl.DataFrame:
-        return batch if kind.supervised else batch.filter("normal")
+        return batch if kind.fits_all_rows else batch.filter("normal")
 
+    # Start-up output: templates only the first test case of a training run shows.
+    startup = startup_templates(b for r in split.training for b in runs[r](STARTUP_COLUMNS))
+    log(f"{len(startup)} start-up templates (only in each run's first test case)"
+        + ("; left out of the features" if config.features.exclude_startup else ""))
     vectorizer = SequenceVectorizer.fit(
-        config.features, (fit_rows(b) for r in split.training for b in runs[r](columns)))
+        config.features, (fit_rows(b) for r in split.training for b in runs[r](columns)),
+        excluded=startup if config.features.exclude_startup else ())
     log(f"vectorizer: {len(vectorizer.feature_names):,} columns from "
         f"{vectorizer.fitted_rows:,} sequences")
     reference = ReferenceBuilder()
-    train_meta, train_x = _matrix(vectorizer, [runs[r] for r in split.training], columns,
-                                  reference.add)
-    hold_meta, hold_x = _matrix(vectorizer, [runs[r] for r in split.holdout], columns)
-    mask = np.ones(len(train_meta), bool) if kind.supervised \
-        else train_meta["normal"].to_numpy().astype(bool)
-    if not mask.any():
+    baselines = BaselineCollector(TEMPLATES)
+    signals: list[pl.DataFrame] = []
+
+    def training_batch(batch: pl.DataFrame) -> None:
+        reference.add(batch)
+        baselines.add_training(batch)
+        signals.append(sequence_signals(batch, startup))
+
+    def holdout_batch(batch: pl.DataFrame) -> None:
+        baselines.add_holdout(batch)
+        signals.append(sequence_signals(batch, startup))
+
+    audit_columns = [*columns, *(c for c in _AUDIT_COLUMNS if c not in columns)]
+    train_meta, train_x = _matrix(vectorizer, [runs[r] for r in split.training],
+                                  audit_columns, training_batch)
+    hold_meta, hold_x = _matrix(vectorizer, [runs[r] for r in split.holdout], audit_columns,
+                                holdout_batch)
+    audit = leak_audit(test_case_signals(pl.concat(signals)))
+    warning = leak_warning(audit)
+    if warning:
+        log(f"leak audit: {warning}")
+    normal = train_meta["normal"].to_numpy().astype(bool)
+    mask = np.ones(len(train_meta), bool) if kind.fits_all_rows else normal
+    if not normal.any() and not kind.supervised:
         raise ValueError("the training runs have no correct sequences to learn normal from")
-    facts = {"token_columns": vectorizer.token_columns, "oov_columns": [
-        i for i, n in enumerate(vectorizer.feature_names) if n.endswith(":<oov>")]}
-    estimator = kind.build(config.seed, facts)
+    estimator = kind.build(config.seed, vectorizer)
     labels = train_meta["anomaly"].to_numpy().astype(bool)
-    fit(kind, estimator, train_x[mask], labels[mask])
+    fit(kind, estimator, train_x[mask], labels[mask], normal[mask],
+        train_meta["test_case"].to_numpy()[mask])
     log(f"fitted {kind.name} on {int(mask.sum()):,} sequences")
     train_meta = train_meta.with_columns(
         pl.Series("score", kind.scores(estimator, train_x), pl.Float64))
@@ -196,7 +234,9 @@ def train(runs: Mapping[str, RunBatches], config: TrainingConfig,
         pl.Series("score", kind.scores(estimator, hold_x), pl.Float64))
     threshold, thresholds, calibration = calibrate(hold_meta, config.threshold_percentile)
     metrics = {"threshold_calibration": calibration,
-               **evaluate(hold_meta, train_meta, thresholds, config.k, config.alpha)}
+               **evaluate(hold_meta, train_meta, thresholds, config.k, config.alpha),
+               "baselines": {"tokens": "templates", "test_case_roc_auc": baselines.roc_auc()},
+               "leak_audit": audit}
     value = metrics["test_case"]["roc_auc"]
     log(f"reference for explanations and drift: {len(train_meta):,} training scores, "
         f"{int(train_meta['normal'].sum()):,} normal sequences")
@@ -211,6 +251,10 @@ def train(runs: Mapping[str, RunBatches], config: TrainingConfig,
         versions=library_versions(), templates_digest=templates_digest,
         reference=reference.build(train_meta["score"].to_numpy()),
         holdout=judged(hold_meta, thresholds))
+
+
+#: What the leak audit reads besides the model's columns (lib.leaks.test_case_signals).
+_AUDIT_COLUMNS = ("start_time", "seq_len", "duration_sec")
 
 
 def _matrix(vectorizer: SequenceVectorizer, sources: list[RunBatches], columns: list[str],

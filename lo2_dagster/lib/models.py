@@ -19,6 +19,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, MaxAbsScaler
 from sklearn.tree import DecisionTreeClassifier
 
+from lo2_dagster.lib.detector import TemplateRateDetector
+from lo2_dagster.lib.vectorize import EVENTS, OOV, SequenceVectorizer
+
 
 def log1p(matrix: Any) -> Any:
     """log(1 + count): a template seen 1,000 times is not 1,000 times as telling as once."""
@@ -68,6 +71,11 @@ class RareTokenDetector(BaseEstimator):
         return np.asarray(tokens.sign() @ known + tokens @ unseen).ravel()
 
 
+#: Features a model uses unless the config names others: template counts and the service,
+#: never length, duration or start-up lines (see lib.leaks).
+DEFAULT_FEATURES = ("drain", "service")
+
+
 @dataclass(frozen=True)
 class ModelKind:
     """A registry entry: how to build the estimator and how to score with it."""
@@ -75,9 +83,19 @@ class ModelKind:
     name: str
     supervised: bool
     description: str
-    build: Callable[[int, dict[str, Any]], BaseEstimator]  # (seed, vectorizer facts)
+    build: Callable[[int, SequenceVectorizer], BaseEstimator]  # (seed, fitted vectorizer)
     #: ``score_samples`` is higher for normal rows (scikit-learn's outlier detectors).
     negate: bool = False
+    #: The features it uses when the config names none.
+    features: tuple[str, ...] = DEFAULT_FEATURES
+    #: Fitted on every training sequence and told which are ``correct`` (not their error
+    #: labels): it learns the normal mix from all of them and what is new from correct ones.
+    reads_all: bool = False
+
+    @property
+    def fits_all_rows(self) -> bool:
+        """Whether fitting (and the vectorizer's vocabulary) sees every training sequence."""
+        return self.supervised or self.reads_all
 
     def scores(self, estimator: Any, matrix: Any) -> np.ndarray:
         """Anomaly scores: higher = more anomalous."""
@@ -87,39 +105,52 @@ class ModelKind:
         return -scores if self.negate else scores
 
 
-def _isolation_forest(seed: int, facts: dict[str, Any]) -> BaseEstimator:
+def _isolation_forest(seed: int, vectorizer: SequenceVectorizer) -> BaseEstimator:
     return Pipeline([("log1p", _log_counts()),
                      ("model", IsolationForest(n_estimators=200, random_state=seed))])
 
 
-def _rare_tokens(seed: int, facts: dict[str, Any]) -> BaseEstimator:
-    return RareTokenDetector(token_columns=facts["token_columns"],
-                             oov_columns=tuple(facts["oov_columns"]))
+def _rare_tokens(seed: int, vectorizer: SequenceVectorizer) -> BaseEstimator:
+    return RareTokenDetector(token_columns=vectorizer.token_columns,
+                             oov_columns=tuple(i for i, n in enumerate(vectorizer.feature_names)
+                                               if n.endswith(f":{OOV}")))
 
 
-def _logistic_regression(seed: int, facts: dict[str, Any]) -> BaseEstimator:
+def _template_rates(seed: int, vectorizer: SequenceVectorizer) -> BaseEstimator:
+    services = tuple(vectorizer.column(f"service:{s}") for s in vectorizer.services) \
+        if "service" in vectorizer.spec.features else ()
+    return TemplateRateDetector(templates=vectorizer.bag_columns("drain"), services=services,
+                                events=vectorizer.column(EVENTS))
+
+
+def _logistic_regression(seed: int, vectorizer: SequenceVectorizer) -> BaseEstimator:
     return Pipeline([("log1p", _log_counts()), ("scale", MaxAbsScaler()),
                      ("model", LogisticRegression(class_weight="balanced", max_iter=5000,
                                                   random_state=seed))])
 
 
-def _decision_tree(seed: int, facts: dict[str, Any]) -> BaseEstimator:
+def _decision_tree(seed: int, vectorizer: SequenceVectorizer) -> BaseEstimator:
     # Shallow: on LO2 a deep tree puts holdout correct sequences in pure "anomalous" leaves
     # (most sequences of an error case look like correct ones), so every score saturates at 1.
     return DecisionTreeClassifier(class_weight="balanced", max_depth=5, min_samples_leaf=5,
                                   random_state=seed)
 
 
-def _random_forest(seed: int, facts: dict[str, Any]) -> BaseEstimator:
+def _random_forest(seed: int, vectorizer: SequenceVectorizer) -> BaseEstimator:
     return RandomForestClassifier(n_estimators=200, class_weight="balanced",
                                   min_samples_leaf=2, n_jobs=-1, random_state=seed)
 
 
-def _gradient_boosting(seed: int, facts: dict[str, Any]) -> BaseEstimator:
+def _gradient_boosting(seed: int, vectorizer: SequenceVectorizer) -> BaseEstimator:
     return GradientBoostingClassifier(n_estimators=150, max_depth=3, random_state=seed)
 
 
 REGISTRY: dict[str, ModelKind] = {k.name: k for k in (
+    ModelKind("template_rates", False, "per-service template rates: templates the service's "
+              "normal traffic never shows, plus the largest rise of a template's share of the "
+              "sequence over its typical share, each in units of normal variation (fair to "
+              "length)", _template_rates, features=("drain", "service", "events"),
+              reads_all=True),
     ModelKind("isolation_forest", False, "scikit-learn IsolationForest on log counts, trained "
               "on correct sequences only", _isolation_forest, negate=True),
     ModelKind("rare_tokens", False, "out-of-vocabulary / rare-template detector: sum of the "
@@ -144,9 +175,13 @@ def model_kind(name: str) -> ModelKind:
         raise ValueError(f"unknown model {name!r}: choose one of {sorted(REGISTRY)}") from None
 
 
-def fit(kind: ModelKind, estimator: Any, matrix: Any, labels: np.ndarray) -> Any:
-    """Fit: unsupervised models on the rows given (the caller passes normal rows only);
-    gradient boosting with balanced sample weights (it has no class_weight)."""
+def fit(kind: ModelKind, estimator: Any, matrix: Any, labels: np.ndarray,
+        normal: np.ndarray, test_cases: np.ndarray) -> Any:
+    """Fit: unsupervised models on the rows given (the caller passes normal rows only), models
+    that read all rows with the ``normal`` flags and ``test_cases``, supervised ones with the
+    ``labels`` (gradient boosting with balanced sample weights: it has no class_weight)."""
+    if kind.reads_all:
+        return estimator.fit(matrix, normal, test_cases)
     if not kind.supervised:
         return estimator.fit(matrix)
     if len(np.unique(labels)) < 2:

@@ -13,11 +13,14 @@ from lo2_dagster.defs.keys import (
     ANOMALY_MODEL,
     DRAIN_TEMPLATES,
     EVENTS_ENHANCED,
+    LEAK_CHECK,
     MODEL_REPORT,
     OWNERS,
     SEQUENCES_ENHANCED,
 )
+from lo2_dagster.lib.baselines import comparison
 from lo2_dagster.lib.explain import example_lines, explain, sequence_columns
+from lo2_dagster.lib.leaks import audit_table, leak_warning
 from lo2_dagster.lib.metrics import false_positives
 from lo2_dagster.lib.model import BATCH_ROWS, ModelBundle
 from lo2_dagster.lib.report import (
@@ -51,18 +54,27 @@ FP_COLUMNS = ["seq_id", "run", "test_case", "service", "score", "threshold", "re
          "templates": dg.AssetIn(DRAIN_TEMPLATES)},
     automation_condition=on_new_model(),
     group_name=GROUP,
-    code_version="report-1",
+    code_version="report-2",
     kinds={"matplotlib", "polars", "parquet"},
     owners=OWNERS,
+    check_specs=[dg.AssetCheckSpec(
+        LEAK_CHECK, asset=MODEL_REPORT, blocking=False,
+        description="No signal outside the logs' content (duration, event count, start-up "
+                    "lines, being the first test case of a run) separates the test cases' "
+                    "labels by itself (ROC AUC below the audit's level, either direction). A "
+                    "warning: the data leaks, as LO2 v1 does, so scores that use those signals "
+                    "measure the layout, not anomalies.")],
     description=(
         "The model's report, from its holdout evaluation: global top features (mean "
         "|contribution| over holdout sequences), the false-positive list (holdout correct "
         "sequences above the threshold they were judged by and not allowlisted, with score, "
         "reasons and example "
-        "lines: what a user needs to extend the FP allowlist), the recall tables, and PNG plots "
-        "(ROC and PR curves, score distributions, top features) shown here and written to "
-        "`<warehouse>/reports/model_report/` with `false_positives.parquet`, "
-        "`top_features.parquet` and `model_report.md`."
+        "lines: what a user needs to extend the FP allowlist), the recall tables, the model's "
+        "ROC AUC beside trivial baselines on the same split, the leak audit (how well duration, "
+        "event count, start-up lines or being first in the run alone separate the labels: a "
+        "warning when one does), and PNG plots (ROC and PR curves, score distributions, top "
+        "features) shown here and written to `<warehouse>/reports/model_report/` with "
+        "`false_positives.parquet`, `top_features.parquet` and `model_report.md`."
     ),
 )
 def model_report(
@@ -86,6 +98,8 @@ def model_report(
             "lo2/events_enhanced: materialize them (or retrain lo2/anomaly_model)."))
     labels = templates.texts
     columns = sequence_columns(model)
+    audit = model.metrics.get("leak_audit", {})
+    warning = leak_warning(audit) if audit else None
     fps = false_positives(holdout)
     fp_ids = fps["seq_id"].to_list()
     fp_rows: list[pl.DataFrame] = []
@@ -121,10 +135,19 @@ def model_report(
         "false_positive_list": fp_table,
         "recall_by_test_case": markdown_table(pl.DataFrame(model.metrics["recall_by_test_case"])),
         "recall_by_service": markdown_table(pl.DataFrame(model.metrics["recall_by_service"])),
+        "model_vs_baselines": markdown_table(comparison(
+            model.model, model.metrics["test_case"]["roc_auc"],
+            model.metrics.get("baselines", {}).get("test_case_roc_auc", {}))),
+        "leak_audit": markdown_table(audit_table(audit)),
     }
     write_bytes(folder / "model_report.md", _report_markdown(model, tables).encode())
     seconds = time.perf_counter() - started
-    return dg.MaterializeResult(metadata={
+    if warning:
+        context.log.warning(f"leak audit: {warning}")
+    return dg.MaterializeResult(check_results=[dg.AssetCheckResult(
+        check_name=LEAK_CHECK, passed=warning is None, severity=dg.AssetCheckSeverity.WARN,
+        description=warning, metadata={"leaking": ", ".join(audit.get("leaking", [])) or "none",
+                                       "level": audit.get("level", 0.0)})], metadata={
         **{f"plot_{name}": dg.MetadataValue.md(markdown_image(png, PLOTS[name][1]))
            for name, png in pngs.items()},
         **tables,
@@ -132,6 +155,7 @@ def model_report(
         "holdout_sequences": len(holdout),
         "holdout_runs": len(model.split.holdout),
         "model": model.model,
+        "leaking_signals": ", ".join(audit.get("leaking", [])) or "none",
         "model_sha256": model.sha256 or "",
         "threshold": model.threshold,
         "report_folder": dg.MetadataValue.path(str(folder)),

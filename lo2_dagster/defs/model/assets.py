@@ -20,6 +20,8 @@ from lo2_dagster.defs.keys import (
     TRAINING_POOL,
     TRAINING_SET,
 )
+from lo2_dagster.lib.baselines import comparison
+from lo2_dagster.lib.leaks import audit_table
 from lo2_dagster.lib.metrics import format_figure
 from lo2_dagster.lib.model import (
     BATCH_ROWS,
@@ -32,7 +34,7 @@ from lo2_dagster.lib.model import (
     git_commit,
     train,
 )
-from lo2_dagster.lib.models import REGISTRY
+from lo2_dagster.lib.models import REGISTRY, model_kind
 from lo2_dagster.lib.vectorize import FeatureSpec
 from lo2_dagster.meta import bullet_list, markdown_table
 from lo2_dagster.storage import Warehouse, iter_parquet, read_parquet
@@ -48,11 +50,16 @@ class AnomalyModelConfig(dg.Config):
     """Model, features, split and threshold (Launchpad in the UI)."""
 
     model: str = DEFAULT_MODEL
-    """One of: isolation_forest, rare_tokens (unsupervised: trained on correct sequences only),
-    logistic_regression, decision_tree, random_forest, gradient_boosting."""
-    features: list[str] = list(FeatureSpec().features)  # noqa: RUF012 (pydantic copies)
-    """Any of drain, words, trigrams, numeric: bags of Drain ids, words or trigrams per
-    sequence, and numeric columns (length, duration, word and trigram counts)."""
+    """One of: template_rates (the default: per-service template rates), isolation_forest,
+    rare_tokens (unsupervised: trained on correct sequences only), logistic_regression,
+    decision_tree, random_forest, gradient_boosting."""
+    features: list[str] = []  # noqa: RUF012 (pydantic copies)
+    """Empty: the model's own. Any of drain, words, trigrams (bags of templates, words or
+    trigrams per sequence), service (one-hot), events (the template events, the denominator of
+    rates) and numeric (length, duration, word and trigram counts: they give LO2 v1's labels
+    away, see the leak audit)."""
+    exclude_startup: bool = FeatureSpec().exclude_startup
+    """Leave out start-up templates (only ever in the first test case of a run)."""
     max_tokens: int = FeatureSpec().max_tokens
     """Columns per bag at most: the tokens in most training sequences."""
     min_df: int = FeatureSpec().min_df
@@ -68,9 +75,11 @@ class AnomalyModelConfig(dg.Config):
 
     def training(self) -> TrainingConfig:
         try:
+            features = tuple(self.features) or model_kind(self.model).features
             return TrainingConfig(
                 model=self.model,
-                features=FeatureSpec(tuple(self.features), self.max_tokens, self.min_df),
+                features=FeatureSpec(features, self.max_tokens, self.min_df,
+                                     self.exclude_startup),
                 holdout_fraction=self.holdout_fraction, seed=self.seed,
                 threshold_percentile=self.threshold_percentile, alpha=self.alpha, k=self.k,
                 min_test_case_roc_auc=self.min_test_case_roc_auc)
@@ -145,7 +154,7 @@ def training_set_is_current(instance: dg.DagsterInstance) -> bool:
     automation_condition=on_retrain_cron_or_new_templates(),
     pool=TRAINING_POOL,
     group_name=GROUP,
-    code_version="model-2",
+    code_version="model-3",
     kinds={"scikit-learn", "joblib"},
     owners=OWNERS,
     check_specs=[dg.AssetCheckSpec(
@@ -213,8 +222,18 @@ def _metadata(bundle: ModelBundle, sha: str, folder: UPath, seconds: float) -> d
             figures[f"{level}/{name}"] = dg.MetadataValue.int(count)
     confusion = pl.DataFrame([{"level": level, **metrics[level]["confusion_matrix"]}
                               for level in ("test_case", "sequence")])
+    baselines = metrics.get("baselines", {}).get("test_case_roc_auc", {})
+    for name, value in baselines.items():
+        figures[f"baseline/{name}/test_case/roc_auc"] = (
+            dg.MetadataValue.float(float(value)) if value is not None
+            else dg.MetadataValue.null())
+    audit = metrics.get("leak_audit", {})
     return {
         **figures,
+        "model_vs_baselines": markdown_table(comparison(
+            bundle.model, metrics["test_case"]["roc_auc"], baselines)),
+        "leak_audit": markdown_table(audit_table(audit)),
+        "leaking_signals": ", ".join(audit.get("leaking", [])) or "none",
         "model": bundle.model,
         "features": ", ".join(bundle.vectorizer.spec.features),
         "feature_columns": len(bundle.vectorizer.feature_names),
