@@ -53,11 +53,12 @@ def _file(wh: Path, asset: str, run: str | None = None) -> Path:
     return path
 
 
-def stage_raw(root: Path, run: str, wh: Path) -> list[dict]:
+def stage_raw(root: Path, run: str, wh: Path, trim: int | None = None) -> list[dict]:
     from lo2_dagster.lib import loader
 
     started = time.perf_counter()
-    loaded = loader.load_run(root, run)
+    loaded = loader.load_run(root, run, trim_lines=loader.DEFAULT_TRIM_LINES if trim is None
+                             else trim)
     loaded.events.write_parquet(_file(wh, "raw_events", run), compression="zstd",
                                 statistics=True)
     sequences = loader.build_sequences(loaded.events)
@@ -77,7 +78,7 @@ def stage_templates(wh: Path, runs: list[str]) -> list[dict]:
 
     started = time.perf_counter()
     counts = drain.merge_counts(
-        [drain.message_counts(pl.scan_parquet(_file(wh, "raw_events", run))) for run in runs])
+        {run: drain.message_counts(pl.scan_parquet(_file(wh, "raw_events", run))) for run in runs})
     tm = drain.train(counts)
     folder = _file(wh, "drain_templates")
     folder.mkdir(parents=True, exist_ok=True)
@@ -152,10 +153,14 @@ def stage_enhanced(wh: Path, run: str) -> list[dict]:
 
 
 def child_main(argv: list[str]) -> None:
-    """``--child KIND ...``: one stage (or all of them), results as JSON on the last line."""
+    """``--child KIND [--trim=N] ...``: one stage (or all of them), results as JSON on the last
+    line."""
     kind, *rest = argv
+    trim = None
+    if rest and rest[0].startswith("--trim="):  # the loader's trim_lines (default: its own)
+        trim, rest = int(rest[0].removeprefix("--trim=")), rest[1:]
     if kind == "raw":
-        records = stage_raw(Path(rest[0]), rest[1], Path(rest[2]))
+        records = stage_raw(Path(rest[0]), rest[1], Path(rest[2]), trim)
     elif kind == "templates":
         records = stage_templates(Path(rest[0]), rest[1:])
     elif kind == "enhanced":
@@ -164,7 +169,7 @@ def child_main(argv: list[str]) -> None:
         root, wh, runs = Path(rest[0]), Path(rest[1]), rest[2:]
         records = []
         for run in runs:
-            records += stage_raw(root, run, wh)
+            records += stage_raw(root, run, wh, trim)
         records += stage_templates(wh, runs)
         for run in runs:
             records += stage_enhanced(wh, run)

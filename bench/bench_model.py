@@ -1,32 +1,37 @@
-"""Anomaly model quality, training time and peak memory, on demand (never in the test suite).
+"""Anomaly model quality beside trivial baselines, on the project's own and on foreign data.
 
-    .venv/bin/python bench/bench_model.py [--runs 20] [--token-lines 25]
-                                          [--features drain,numeric ...] [--models NAME ...]
-                                          [--memory-runs 100] [--memory-models NAME ...]
-                                          [--skip-eval] [--build all|staged] [--json OUT]
+    .venv/bin/python bench/bench_model.py [--runs 24] [--datasets standard hard ...]
+                                          [--models NAME ...] [--splits 5]
+                                          [--memory-runs 100] [--skip-eval] [--json OUT]
 
-Builds (once, cached under bench/out/model-<runs>x<token_lines>/) a dataset with the project's
-generator (``lo2-dagster synth --seed 7 --no-metrics``, default size: 25 token lines) and its
-enhanced sequence tables with bench_enhance.py's child stages (raw, templates, enhanced), into
-``<cache>/lo2`` (the logs) and ``<cache>/warehouse`` (``lo2/sequences_enhanced/<run>.parquet``).
+Datasets (each built once, cached under bench/out/model-<dataset>-<runs>/: the logs in ``lo2``,
+the enhanced tables in ``warehouse``, by bench_enhance.py's library calls in one child):
 
-Evaluation (the default): every registry model (lo2_dagster.lib.models.REGISTRY) x every
-feature set, each training in a fresh child process, so seconds and peak RSS are per training.
-Training is ``lo2_dagster.lib.model.train`` with the default TrainingConfig (holdout fraction,
-seed, threshold percentile), reading each run's Parquet 256 rows at a time. The table shows the
-holdout metrics at test-case level (run x test case) and sequence level (run x test case x
-service). The default model's bundle is serialized (``bundle_files``, fixed timestamp) after
-two trainings in one child and once more in another child: equal sha256s = deterministic.
+  standard        lo2-dagster synth --seed 7 --token-lines 100 (start-up at every file's head,
+                  the loader's default trim of 100 lines removes it)
+  hard            lo2-dagster synth --seed 7 --hard --token-lines 1000 (start-up only in each
+                  run's first test case, so no trim; 0.5-2 % failing requests; shared failures
+                  in correct traffic; half of the error cases frequency shifts only; varied
+                  values)
+  alien-standard  bench/alien_synth.py --mode standard --rate 20: a generator written apart
+  alien-hard      from the project (it never read its code), LO2-shaped, with its own
+                  wording, ids and rates; hard: 23 error cases are frequency shifts only
 
---memory-runs N builds an N-run dataset and trains the default model (or --memory-models) with
-the default features and with drain,words,trigrams,numeric, one child each: seconds and peak
-RSS. The issue's bound: training over 100 runs of the generator's default size within 4 GB.
---skip-eval skips the evaluation (e.g. to run the memory mode alone).
+For each dataset: every registry model (or --models) with its default features, trained by
+``lo2_dagster.lib.model.train`` in a fresh child (seconds, peak RSS), on the default run split
+(holdout fraction 0.2, seed 0); its holdout test-case ROC AUC beside the baselines on the same
+split, on masked lines (``e_message_normalized``) and on templates: distinct unseen tokens per
+service, the largest frequency excess, their sum; and the leak audit of the data.
+``--splits K`` repeats the default model and the baselines on K splits (seeds 0..K-1) and prints
+mean and minimum: with 5 holdout ``correct`` test cases, one split's ROC AUC is coarse.
+The default model's bundle is serialized twice in one child and once in another (same sha256 =
+deterministic). --memory-runs N trains the default model on N standard runs (time, peak RSS).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -34,16 +39,25 @@ import shutil
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 ENHANCE = HERE / "bench_enhance.py"
-FEATURE_SETS = ("drain,numeric", "drain,words,numeric", "drain,words,trigrams,numeric")
-MEMORY_FEATURE_SETS = (None, "drain,words,trigrams,numeric")  # None: FeatureSpec's default
-BOUND_MB = 4 * 1024
+ALIEN = HERE / "alien_synth.py"
 FIXED_TIME = "2024-01-01T00:00:00+00:00"
+BOUND_MB = 4 * 1024
+#: name -> (generator command after the output folder and run count, the loader's trim)
+DATASETS: dict[str, tuple[list[str], int]] = {
+    "standard": ([str(BIN / "lo2-dagster"), "synth", "{out}", "--runs", "{runs}", "--seed", "7",
+                  "--token-lines", "100", "--no-metrics"], 100),
+    "hard": ([str(BIN / "lo2-dagster"), "synth", "{out}", "--runs", "{runs}", "--seed", "7",
+              "--hard", "--token-lines", "1000", "--no-metrics"], 0),
+    "alien-standard": ([sys.executable, str(ALIEN), "{out}", "--runs", "{runs}", "--seed", "1",
+                        "--mode", "standard", "--rate", "20"], 0),
+    "alien-hard": ([sys.executable, str(ALIEN), "{out}", "--runs", "{runs}", "--seed", "1",
+                    "--mode", "hard", "--rate", "20"], 0),
+}
 
 
 def _peak_mb() -> float:
@@ -55,8 +69,6 @@ def _peak_mb() -> float:
 def _sources(wh: Path) -> dict:
     """Run name -> callable(columns) yielding polars batches of its sequences_enhanced table,
     read as lo2/anomaly_model reads them."""
-    import functools
-
     from upath import UPath
 
     from lo2_dagster.lib.model import BATCH_ROWS
@@ -75,53 +87,39 @@ def _sha(bundle) -> str:
     return bundle_files(bundle, dt.datetime.fromisoformat(FIXED_TIME), None).sha256
 
 
-def child_train(wh: Path, model: str, features: str, twice: bool) -> dict:
+def child_train(wh: Path, model: str, seed: int, twice: bool) -> dict:
     """One training; ``twice``: a second one in the same process, and both bundles' sha256."""
     from lo2_dagster.lib.model import TrainingConfig, train
-    from lo2_dagster.lib.vectorize import FeatureSpec
 
     runs = _sources(wh)
-    spec = FeatureSpec(features=tuple(features.split(","))) if features else FeatureSpec()
-    config = TrainingConfig(model=model, features=spec)
+    config = TrainingConfig(model=model, seed=seed)
     started = time.perf_counter()
     bundle = train(runs, config)
     seconds = time.perf_counter() - started
     peak = _peak_mb()  # before serializing: the training's own peak
     m = bundle.metrics
     record = {
-        "model": model, "features": ",".join(spec.features), "runs": len(runs),
-        "seconds": seconds, "peak_rss_mb": peak,
+        "model": model, "features": ",".join(config.features.features), "runs": len(runs),
+        "seed": seed, "seconds": seconds, "peak_rss_mb": peak,
         "columns": len(bundle.vectorizer.feature_names), "threshold": bundle.threshold,
         "training_runs": list(bundle.split.training), "holdout_runs": list(bundle.split.holdout),
-        "training_rows": bundle.training_rows, "holdout_rows": bundle.holdout_rows,
-        "fitted_on_sequences": bundle.vectorizer.fitted_rows,
-        "vectorizer": bundle.vectorizer.summary(), "gate": bundle.gate,
-        "test_case": m["test_case"], "sequence": m["sequence"],
+        "fitted_rows": bundle.fitted_rows, "test_case": m["test_case"],
+        "sequence": m["sequence"], "baselines": m["baselines"]["test_case_roc_auc"],
+        "leak_audit": m["leak_audit"], "sha256": [_sha(bundle)],
     }
-    started = time.perf_counter()
-    record["sha256"] = [_sha(bundle)]
-    record["serialize_seconds"] = time.perf_counter() - started
     if twice:
         del bundle
-        started = time.perf_counter()
-        again = train(runs, config)
-        record["second_seconds"] = time.perf_counter() - started
-        record["sha256"].append(_sha(again))
+        record["sha256"].append(_sha(train(runs, config)))
     return record
 
 
 def child_main(argv: list[str]) -> None:
-    """``--child train WAREHOUSE MODEL FEATURES [--twice]``: a JSON record on the last line."""
-    kind, *rest = argv
-    if kind != "train":
-        raise SystemExit(f"unknown child kind {kind}")
-    wh, model, features = Path(rest[0]), rest[1], rest[2]
-    record = child_train(wh, model, features, "--twice" in rest[3:])
+    """``--child WAREHOUSE MODEL SEED [--twice]``: a JSON record on the last line."""
+    wh, model, seed = Path(argv[0]), argv[1], int(argv[2])
+    record = child_train(wh, model, seed, "--twice" in argv[3:])
     record["final_peak_rss_mb"] = _peak_mb()
     print(json.dumps(record))
 
-
-# --- the dataset ---------------------------------------------------------------------------
 
 def _run_json(cmd: list[str]) -> tuple[dict, float]:
     started = time.perf_counter()
@@ -133,76 +131,79 @@ def _run_json(cmd: list[str]) -> tuple[dict, float]:
     return json.loads(out.stdout.strip().splitlines()[-1]), wall
 
 
-def _enhance_child(*args: str) -> tuple[list[dict], float, float]:
-    result, wall = _run_json([sys.executable, str(ENHANCE), "--child", *args])
-    return result["records"], wall, result["final_peak_rss_mb"]
-
-
-def ensure_dataset(runs: int, token_lines: int, build: str) -> Path:
-    """``bench/out/model-<runs>x<token_lines>``: ``lo2`` (logs) and ``warehouse`` (enhanced
-    tables), built once; ``.complete`` marks a finished build."""
-    folder = HERE / "out" / f"model-{runs}x{token_lines}"
-    if (folder / ".complete").exists():
-        return folder
-    data, wh = folder / "lo2", folder / "warehouse"
-    if not (data / ".complete").exists():
-        shutil.rmtree(data, ignore_errors=True)
-        print(f"generating {runs} runs (--token-lines {token_lines}) into {data} ...",
-              flush=True)
-        started = time.perf_counter()
-        subprocess.run([str(BIN / "lo2-dagster"), "synth", str(data), "--runs", str(runs),
-                        "--seed", "7", "--token-lines", str(token_lines), "--no-metrics"],
-                       check=True)
-        print(f"  synth: {time.perf_counter() - started:.1f} s", flush=True)
-        (data / ".complete").write_text("ok")
-
-    from lo2_dagster.lib.layout import scan_runs
-
-    names = scan_runs(data)[0]
-    if len(names) != runs:
-        raise SystemExit(f"{data} holds {len(names)} runs, not {runs}: delete it and rerun")
-    shutil.rmtree(wh, ignore_errors=True)
-    print(f"enhancing {runs} runs with bench_enhance.py children ({build}) ...", flush=True)
-    started = time.perf_counter()
-    if build == "all":
-        records, wall, peak = _enhance_child("all", str(data), str(wh), *names)
-        print(f"  one child: {wall:.1f} s, peak RSS {peak:,.0f} MB", flush=True)
-    else:
-        workers = max(1, min(len(os.sched_getaffinity(0)), 2))
-        with ThreadPoolExecutor(workers) as pool:
-            raw = list(pool.map(lambda r: _enhance_child("raw", str(data), r, str(wh)), names))
-            stage_peak = max(p for _, _, p in raw)
-            print(f"  raw: {len(raw)} children, {time.perf_counter() - started:.1f} s, "
-                  f"max peak RSS {stage_peak:,.0f} MB", flush=True)
-            templates = _enhance_child("templates", str(wh), *names)
-            print(f"  templates: {templates[1]:.1f} s, peak RSS {templates[2]:,.0f} MB",
-                  flush=True)
-            enhanced = list(pool.map(lambda r: _enhance_child("enhanced", str(wh), r), names))
-            print(f"  enhanced: {len(enhanced)} children, max peak RSS "
-                  f"{max(p for _, _, p in enhanced):,.0f} MB", flush=True)
-        records = [r for part in (*raw, templates, *enhanced) for r in part[0]]
-    sys.path.insert(0, str(HERE))
-    from bench_enhance import check
-
-    problems = check(records)
-    if problems:
-        raise SystemExit("enhanced tables disagree with the raw ones:\n  " + "\n  ".join(problems))
-    lines = sum(r["lines"] for r in records if r["stage"] == "raw")
-    sequences = sum(r["sequences"] for r in records if r["stage"] == "sequences_enhanced")
-    print(f"  {lines:,} log lines -> {sequences:,} sequences, counts ok, "
-          f"{time.perf_counter() - started:.1f} s", flush=True)
-    (folder / ".complete").write_text(json.dumps({"lines": lines, "sequences": sequences}))
-    return folder
-
-
-# --- the parent: children and tables -------------------------------------------------------
-
-def train_child(wh: Path, model: str, features: str, twice: bool = False) -> dict:
-    cmd = [sys.executable, __file__, "--child", "train", str(wh), model, features]
+def train_child(wh: Path, model: str, seed: int = 0, twice: bool = False) -> dict:
+    cmd = [sys.executable, __file__, "--child", str(wh), model, str(seed)]
     record, wall = _run_json(cmd + (["--twice"] if twice else []))
     record["wall_seconds"] = wall
     return record
 
+
+# --- the datasets --------------------------------------------------------------------------
+
+def ensure_dataset(name: str, runs: int) -> Path:
+    """``bench/out/model-<name>-<runs>``: ``lo2`` (logs) and ``warehouse`` (enhanced tables),
+    built once; ``.complete`` marks a finished build."""
+    command, trim = DATASETS[name]
+    folder = HERE / "out" / f"model-{name}-{runs}"
+    if (folder / ".complete").exists():
+        return folder
+    data, wh = folder / "lo2", folder / "warehouse"
+    shutil.rmtree(folder, ignore_errors=True)
+    started = time.perf_counter()
+    print(f"generating {name} ({runs} runs) into {data} ...", flush=True)
+    subprocess.run([a.format(out=data, runs=runs) for a in command], check=True,
+                   stdout=subprocess.DEVNULL)
+    from lo2_dagster.lib.layout import scan_runs
+
+    names = scan_runs(data)[0]
+    print(f"  generated in {time.perf_counter() - started:.1f} s; enhancing (trim {trim}) ...",
+          flush=True)
+    result, wall = _run_json([sys.executable, str(ENHANCE), "--child", "all", f"--trim={trim}",
+                              str(data), str(wh), *names])
+    sys.path.insert(0, str(HERE))
+    from bench_enhance import check
+
+    problems = check(result["records"])
+    if problems:
+        raise SystemExit("enhanced tables disagree with the raw ones:\n  "
+                         + "\n  ".join(problems))
+    lines = sum(r["lines"] for r in result["records"] if r["stage"] == "raw")
+    templates = next(r for r in result["records"] if r["stage"] == "templates")
+    print(f"  {lines:,} lines, {templates['templates']:,} templates, {wall:.1f} s", flush=True)
+    (folder / ".complete").write_text(json.dumps({"lines": lines,
+                                                  "templates": templates["templates"]}))
+    return folder
+
+
+def masked_line_baselines(wh: Path, training: list[str], holdout: list[str]) -> dict:
+    """The baselines on masked lines (``e_message_normalized`` per sequence), on a split."""
+    import polars as pl
+
+    from lo2_dagster.lib.baselines import baseline_roc_auc, baseline_scores, normal_shares
+
+    metas, pairs, normal, offset = [], [], [], 0
+    for run in [*training, *holdout]:
+        seqs = pl.read_parquet(wh / "lo2" / "sequences_enhanced" / f"{run}.parquet",
+                               columns=["seq_id", "run", "test_case", "service", "normal",
+                                        "anomaly"])
+        counts = (pl.scan_parquet(wh / "lo2" / "events_enhanced" / f"{run}.parquet")
+                  .group_by("seq_id", "e_message_normalized")
+                  .agg(pl.len().cast(pl.UInt32).alias("count")).collect()
+                  .join(seqs.with_row_index("row").select(
+                      pl.col("row").cast(pl.UInt32) + offset, "seq_id", "service", "normal"),
+                      on="seq_id")
+                  .rename({"e_message_normalized": "token"}))
+        if run in training:
+            normal.append(counts.filter("normal").select("service", "token", "count"))
+        else:
+            metas.append(seqs)
+            pairs.append(counts.select("row", "token", "count"))
+            offset += len(seqs)
+    return baseline_roc_auc(baseline_scores(pl.concat(metas), pl.concat(pairs),
+                                            normal_shares(pl.concat(normal))))
+
+
+# --- the tables ----------------------------------------------------------------------------
 
 def _f(value: float | None) -> str:
     from lo2_dagster.lib.metrics import format_figure
@@ -210,64 +211,68 @@ def _f(value: float | None) -> str:
     return format_figure(value, missing="-")
 
 
-def _short(runs: list[str], prefix: str) -> str:
-    return ",".join(r.removeprefix(prefix) for r in runs)
+def evaluate_dataset(name: str, runs: int, models: list[str], splits: int) -> dict:
+    from lo2_dagster.lib.baselines import BASELINES
+    from lo2_dagster.lib.model import DEFAULT_MODEL
 
-
-def print_table(records: list[dict]) -> None:
-    names = {r for rec in records for r in rec["holdout_runs"]}
-    prefix = "light-oauth2-data-" if all(n.startswith("light-oauth2-data-") for n in names) \
-        else ""
-    head = (f"  {'model':<20} {'features':<28} {'sec':>6} {'MB':>6} | {'tc_roc':>6} "
-            f"{'tc_pr':>6} {'tc_f1':>6} {'tc_rec':>6} {'tc_pre':>6} | {'sq_roc':>6} "
-            f"{'sq_pr':>6} {'sq_f1':>6} | {'cols':>6} {'thresh':>9}  holdout ({prefix}*)")
-    print(head)
-    print("  " + "-" * (len(head) - 2))
+    folder = ensure_dataset(name, runs)
+    wh = folder / "warehouse"
+    print(f"\n== {name}: {folder} ==", flush=True)
+    records = []
+    for model in models:
+        record = train_child(wh, model, twice=model == DEFAULT_MODEL)
+        records.append(record)
+        print(f"  {model}: {record['seconds']:.1f} s training, peak {record['peak_rss_mb']:,.0f}"
+              " MB", flush=True)
+    first = records[0]
+    masked = masked_line_baselines(wh, first["training_runs"], first["holdout_runs"])
+    print(f"\n  holdout: {len(first['holdout_runs'])} runs, training: "
+          f"{len(first['training_runs'])} runs (split seed 0)")
+    print(f"  {'scorer':<36} {'features':<22} {'tc_roc':>7} {'tc_pr':>7} {'tc_f1':>7} "
+          f"{'sq_roc':>7} {'sec':>6} {'MB':>6}")
     for r in records:
         tc, sq = r["test_case"], r["sequence"]
-        print(f"  {r['model']:<20} {r['features']:<28} {r['seconds']:>6.1f} "
-              f"{r['peak_rss_mb']:>6,.0f} | {_f(tc['roc_auc']):>6} {_f(tc['pr_auc']):>6} "
-              f"{_f(tc['f1']):>6} {_f(tc['recall']):>6} {_f(tc['precision']):>6} | "
-              f"{_f(sq['roc_auc']):>6} {_f(sq['pr_auc']):>6} {_f(sq['f1']):>6} | "
-              f"{r['columns']:>6,} {r['threshold']:>9.4g}  "
-              f"{_short(r['holdout_runs'], prefix)}")
+        print(f"  {r['model']:<36} {r['features']:<22} {_f(tc['roc_auc']):>7} "
+              f"{_f(tc['pr_auc']):>7} {_f(tc['f1']):>7} {_f(sq['roc_auc']):>7} "
+              f"{r['seconds']:>6.1f} {r['peak_rss_mb']:>6,.0f}")
+    for tokens, values in (("masked lines", masked), ("templates", first["baselines"])):
+        for baseline in BASELINES:
+            print(f"  {'baseline ' + baseline + ' (' + tokens + ')':<36} {'':<22} "
+                  f"{_f(values[baseline]):>7}")
+    best = max(v for v in [*masked.values(), *first["baselines"].values()] if v is not None)
+    default = next((r for r in records if r["model"] == DEFAULT_MODEL), None)
+    if default is not None:
+        value = default["test_case"]["roc_auc"]
+        print(f"  -> default {DEFAULT_MODEL}: {_f(value)} vs best baseline {_f(best)} "
+              f"({'above' if value is not None and value > best else 'NOT above'})")
+        same = len(set(default["sha256"])) == 1
+        print(f"  -> determinism: {'same sha256 twice' if same else 'DIFFERENT sha256'}")
+    audit = first["leak_audit"]
+    print("  leak audit (test cases): " + ", ".join(
+        f"{k} {_f(v['separation'])}" for k, v in audit["signals"].items())
+        + f"; leaking: {', '.join(audit['leaking']) or 'none'}")
+    result = {"dataset": name, "records": records, "masked_baselines": masked}
+    if splits > 1 and default is not None:
+        result["splits"] = _splits(wh, splits)
+    return result
 
 
-def evaluate_all(wh: Path, models: list[str], feature_sets: list[str]) -> list[dict]:
+def _splits(wh: Path, splits: int) -> dict:
+    """The default model and the baselines over ``splits`` split seeds: mean and minimum."""
+    import numpy as np
+
     from lo2_dagster.lib.model import DEFAULT_MODEL
 
-    records = []
-    for features in feature_sets:
-        for model in models:
-            twice = model == DEFAULT_MODEL and features == feature_sets[0]
-            record = train_child(wh, model, features, twice)
-            record["kind"] = "evaluation"
-            records.append(record)
-            print(f"  {model} [{features}]: {record['seconds']:.1f} s training, "
-                  f"{record['wall_seconds']:.1f} s child, peak {record['peak_rss_mb']:,.0f} MB",
-                  flush=True)
-    return records
-
-
-def determinism(wh: Path, records: list[dict], feature_sets: list[str]) -> dict | None:
-    """The default model's sha256: twice in one child, once more in a fresh child."""
-    from lo2_dagster.lib.model import DEFAULT_MODEL
-
-    first = next((r for r in records if r["model"] == DEFAULT_MODEL
-                  and r["features"] == feature_sets[0] and len(r["sha256"]) == 2), None)
-    if first is None:
-        return None
-    other = train_child(wh, DEFAULT_MODEL, feature_sets[0])
-    shas = [*first["sha256"], *other["sha256"]]
-    print(f"\ndeterminism of the default model {DEFAULT_MODEL} [{first['features']}] "
-          f"(bundle_files(bundle, {FIXED_TIME}, None).sha256):")
-    print(f"  child 1, training 1: {shas[0]}")
-    print(f"  child 1, training 2: {shas[1]}  ({first['second_seconds']:.1f} s)")
-    print(f"  child 2, training 1: {shas[2]}")
-    same = len(set(shas)) == 1
-    print("  -> " + ("identical: deterministic" if same else "DIFFERENT: not deterministic"))
-    return {"kind": "determinism", "model": DEFAULT_MODEL, "features": first["features"],
-            "sha256": shas, "identical": same}
+    rows = [train_child(wh, DEFAULT_MODEL, seed) for seed in range(splits)]
+    model = [r["test_case"]["roc_auc"] for r in rows]
+    base = {k: [r["baselines"][k] for r in rows] for k in rows[0]["baselines"]}
+    masked = [masked_line_baselines(wh, r["training_runs"], r["holdout_runs"]) for r in rows]
+    for k in masked[0]:
+        base[f"{k} (masked lines)"] = [m[k] for m in masked]
+    print(f"  over {splits} splits (seeds 0..{splits - 1}): {DEFAULT_MODEL} mean "
+          f"{np.mean(model):.3f} min {np.min(model):.3f}; "
+          + "; ".join(f"{k} mean {np.mean(v):.3f}" for k, v in base.items()))
+    return {"model": model, "baselines": base}
 
 
 def main() -> None:
@@ -279,74 +284,37 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--token-lines", type=int, default=25)
-    parser.add_argument("--features", nargs="+", default=list(FEATURE_SETS),
-                        help="feature sets, each comma-separated (default: all three)")
+    parser.add_argument("--runs", type=int, default=24)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--models", nargs="+", default=list(REGISTRY), choices=list(REGISTRY))
-    parser.add_argument("--skip-eval", action="store_true", help="no --runs evaluation")
+    parser.add_argument("--splits", type=int, default=1,
+                        help="also evaluate the default model on this many split seeds")
+    parser.add_argument("--skip-eval", action="store_true", help="no evaluation")
     parser.add_argument("--memory-runs", type=int, default=0,
-                        help="also train on this many runs for time and peak RSS (e.g. 100)")
-    parser.add_argument("--memory-models", nargs="+", default=[DEFAULT_MODEL],
-                        choices=list(REGISTRY))
-    parser.add_argument("--build", choices=("all", "staged"), default="all",
-                        help="enhance in one bench_enhance child (all runs, all stages), or "
-                             "one child per run and stage, two at a time")
+                        help="train the default model on this many standard runs (time, RSS)")
     parser.add_argument("--json", type=Path, default=None, help="write all records here")
     args = parser.parse_args()
-
     affinity = len(os.sched_getaffinity(0))
-    print(f"machine: {os.cpu_count()} cores (os.cpu_count), {affinity} usable; "
-          f"default model {DEFAULT_MODEL}")
-    wall_started = time.perf_counter()
-    records: list[dict] = []
-
+    print(f"machine: {os.cpu_count()} cores (os.cpu_count), {affinity} usable; default model "
+          f"{DEFAULT_MODEL}")
+    started = time.perf_counter()
+    results = []
     if not args.skip_eval:
-        folder = ensure_dataset(args.runs, args.token_lines, args.build)
-        wh = folder / "warehouse"
-        print(f"\nevaluation on {folder} ({args.runs} runs, --token-lines {args.token_lines}):",
-              flush=True)
-        evaluation = evaluate_all(wh, args.models, args.features)
-        records += evaluation
-        first = evaluation[0]
-        print(f"\nholdout metrics (tc = test case, sq = sequence; "
-              f"{len(first['holdout_runs'])} holdout runs, {len(first['training_runs'])} "
-              f"training runs):")
-        print_table(evaluation)
-        print(f"\nholdout runs: {', '.join(evaluation[0]['holdout_runs'])}")
-        check = determinism(wh, evaluation, args.features)
-        if check:
-            records.append(check)
-
+        models = [DEFAULT_MODEL, *(m for m in args.models if m != DEFAULT_MODEL)]
+        results = [evaluate_dataset(d, args.runs, models, args.splits) for d in args.datasets]
     if args.memory_runs:
-        folder = ensure_dataset(args.memory_runs, args.token_lines, args.build)
-        wh = folder / "warehouse"
-        print(f"\nmemory: training on {folder} ({args.memory_runs} runs):", flush=True)
-        memory = []
-        for features in MEMORY_FEATURE_SETS:
-            for model in args.memory_models:
-                record = train_child(wh, model, features or "")
-                record["kind"] = "memory"
-                memory.append(record)
-                print(f"  {model} [{record['features']}]: {record['seconds']:.1f} s, "
-                      f"peak {record['peak_rss_mb']:,.0f} MB", flush=True)
-        records += memory
-        print(f"\n  {'model':<20} {'features':<28} {'runs':>5} {'rows':>8} {'cols':>6} "
-              f"{'sec':>7} {'child s':>8} {'peak MB':>8}  bound {BOUND_MB:,} MB")
-        for r in memory:
-            ok = "ok" if r["peak_rss_mb"] <= BOUND_MB else "OVER"
-            print(f"  {r['model']:<20} {r['features']:<28} {r['runs']:>5} "
-                  f"{r['fitted_on_sequences']:>8,} {r['columns']:>6,} {r['seconds']:>7.1f} "
-                  f"{r['wall_seconds']:>8.1f} {r['peak_rss_mb']:>8,.0f}  {ok}")
-        print("  (rows: sequences the vectorizer was fitted on; tc_roc of these trainings: "
-              + ", ".join(f"{r['model']}[{r['features']}] {_f(r['test_case']['roc_auc'])}"
-                          for r in memory) + ")")
-
-    wall = time.perf_counter() - wall_started
+        wh = ensure_dataset("standard", args.memory_runs) / "warehouse"
+        record = train_child(wh, DEFAULT_MODEL)
+        ok = "ok" if record["peak_rss_mb"] <= BOUND_MB else "OVER"
+        print(f"\nmemory: {DEFAULT_MODEL} on {args.memory_runs} standard runs: "
+              f"{record['seconds']:.1f} s, peak {record['peak_rss_mb']:,.0f} MB ({ok}, bound "
+              f"{BOUND_MB:,} MB)")
+        results.append({"memory": record})
+    wall = time.perf_counter() - started
     print(f"\nwall time of the benchmark (builds, child start-ups included): {wall:.1f} s")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"wall_seconds": wall, "records": records}, indent=1))
+        args.json.write_text(json.dumps({"wall_seconds": wall, "results": results}, indent=1))
         print(f"records written to {args.json}")
 
 
