@@ -5,14 +5,23 @@ code that logged it) and the first line of its message, masked by
 :mod:`lo2_dagster.lib.masking` (stage 1: values by what they look like). Two error statuses that
 differ only in their name, or the same ``Exception:`` logged by two classes, stay apart.
 
-Stage 2 decides by behaviour. drain3 (LogLead's settings) first groups messages of the same
-length and prefix and marks the positions where they differ; a position becomes a wildcard
-only if its values are nearly all *one-off*: seen in a single training run (with one training
-run: seen once). Values that recur across runs (error names, endpoints, methods) are constants:
-each gets a template of its own. So a kind of id the masks never saw collapses into one
-template, and ``UNSUPPORTED_GRANT_TYPE`` never merges with ``INVALID_BASIC_CREDENTIALS``. The
-final templates live in a second drain3 miner that holds exactly them, so matching a message
-(``match()``: exact, wildcards match anything) never changes the templates.
+Stage 2 decides by behaviour across the training runs. drain3 (LogLead's settings) first
+groups messages of the same length and prefix and marks the positions where they differ. At
+such a position (:func:`_decide`):
+
+- values seen in a single training run (with one run: seen once) are *one-off*; from
+  :data:`MIN_WILDCARD_VALUES` of them on, they become a wildcard there;
+- a position whose runs each draw their own values (their sets overlap less than
+  :data:`RECURRENCE`, pooled Jaccard) holds data, not code: all its values become a wildcard;
+- values that recur one by one can still combine into templates that do not (first names x
+  last names): while the group's templates do not recur across runs, the widest kept position
+  becomes a wildcard.
+
+Values that come back in every run (error names, endpoints, methods) stay constants: each gets
+a template of its own, so a kind of id the masks never saw collapses into one template, and
+``UNSUPPORTED_GRANT_TYPE`` never merges with ``INVALID_BASIC_CREDENTIALS``. The final templates
+live in a second drain3 miner that holds exactly them (drain3's serialization); a message
+matches the most specific template that fits it exactly, and matching never changes them.
 
 Drain learns as it reads, so its cluster ids depend on the order of its input. The reference
 pipeline fed one miner from several threads and got different ids on identical reruns. Here
@@ -315,7 +324,8 @@ class _Decision:
 
 def _decide(group: list[str], members: list[list[str]], runs: list[list[int]],
             lines: list[int], single_run: bool) -> _Decision:
-    """Which values of a group's varying positions become wildcards (see :func:`train`)."""
+    """Which values of a group's varying positions become wildcards (the module docstring's
+    three rules), from its members' tokens, runs and lines."""
     def one_off(run_set: set[int], count: int) -> bool:
         return len(run_set) == 1 and (not single_run or count == 1)
 
@@ -361,14 +371,10 @@ def _decide(group: list[str], members: list[list[str]], runs: list[list[int]],
 
 
 def train(counts: pl.DataFrame, settings: DrainSettings | None = None) -> Templates:
-    """Templates from merged message counts (:func:`merge_counts`).
-
-    drain3 groups the message keys (most frequent first) and marks the positions where a group
-    differs. At such a position, a value seen in a single training run (with one run: seen
-    once) is one-off; when a position has :data:`MIN_WILDCARD_VALUES` one-off values or more,
-    they become a wildcard, and the values that recur across runs stay constants. Then the
-    training lines each final template matches are counted.
-    """
+    """Templates from merged message counts (:func:`merge_counts`): drain3 groups the message
+    keys (most frequent first), stage 2 (:func:`_decide`, the module docstring) decides which
+    varying values become wildcards, and the training lines each final template matches are
+    counted, with what the templates' page shows about their quality."""
     settings = settings or DrainSettings()
     ordered = in_training_order(counts)
     keys = ordered[KEY].to_list()
