@@ -7,9 +7,10 @@ one, whatever its length or alphabet:
   or ``Bearer`` (a credential: base64, a secret, or bytes that were never base64);
 - high-entropy words (:func:`looks_random`): letters mixed with digits, except the shapes of
   identifiers that carry one number (``ERR12013``, ``Oauth2TokenPostHandler``, ``S256``);
-  letters in chunks that no word has (no vowel, five consonants in a row, mixed case every
-  other letter); and words with symbols such as ``!#$%&*+?@^~`` that are not Java names
-  (secrets, e-mail addresses).
+  letters in chunks that no word has (three vowelless pieces, six consonants in a row, mixed
+  case every other letter); words with symbols such as ``!#$%*+^~`` between mixed letters
+  and digits (secrets, not ``a+b`` or ``C++``); e-mail addresses; and bytes that were never
+  text (the replacement character, UTF-8 read as Latin-1). Other non-ASCII words are words.
 
 What stays is what a developer wrote: dictionary-like words, UPPER_SNAKE names (light-4j's
 ``UNSUPPORTED_GRANT_TYPE``), error codes, Java class and method names, URL paths, file names.
@@ -47,10 +48,10 @@ def _bounded(pattern: str, edge: str = _NOT_ALNUM) -> str:
 VALUE_MASKS: tuple[tuple[str, str], ...] = (
     ("${start}<UUID>${end}",
      _bounded(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")),
-    # Whatever follows the scheme up to a space, quote or comma is the credential: base64, a
-    # raw secret with symbols, or mojibake.
+    # Whatever follows the scheme and a space, up to a space, quote or comma, is the
+    # credential: base64, a raw secret with symbols, or mojibake.
     ("${start}${scheme} <CRED>",
-     r"(?P<start>[^A-Za-z0-9]|^)(?P<scheme>Basic|Bearer)[ \t]*[^\s\"',;]+"),
+     r"(?P<start>[^A-Za-z0-9]|^)(?P<scheme>Basic|Bearer)[ \t]+[^\s\"',;]+"),
     ("${start}<JWT>${end}", _bounded(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")),
     ("${start}<IP>${end}", _bounded(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")),
     ("${start}<HEX>${end}", _bounded(r"0x[a-f0-9A-F]+|[0-9a-fA-F]{8,}")),
@@ -97,13 +98,15 @@ def masked(text: pl.Expr, masks: Sequence[tuple[str, str]] = MASKS) -> pl.Expr:
 # --------------------------------------------------------------------------- the classifier
 
 #: A word: a run of anything but whitespace and the punctuation that structures a message
-#: (quotes, separators, brackets). ``.``, ``/``, ``_``, ``-``, ``$`` and ``@`` stay inside
-#: words: Java names, URL paths, snake_case, ids, e-mail addresses.
-_WORD = re.compile(r"[^\s\"'`,:;=(){}\[\]<>|]+")
+#: (quotes, separators, brackets, a query string's ``?`` and ``&``). ``.``, ``/``, ``_``,
+#: ``-``, ``$`` and ``@`` stay inside words: Java names, URL paths, snake_case, ids, e-mail
+#: addresses.
+_WORD = re.compile(r"[^\s\"'`,:;=(){}\[\]<>|?&]+")
 _ALNUM_RUN = re.compile(r"[A-Za-z0-9]+")
 _UNIT_RUN = re.compile(r"[A-Za-z0-9_-]+")
-#: Symbols that appear in secrets and passwords, not in names (``$`` only Java-style).
-_SECRET_SYMBOL = re.compile(r"[!#%&*+?^~\\]|\$(?![A-Za-z0-9_])")
+#: Symbols that appear in secrets and passwords, not in names (``$`` only Java-style), between
+#: two letters or digits (``C++``, ``Done!`` and ``100%`` end with theirs).
+_SECRET_SYMBOL = re.compile(r"[A-Za-z0-9][!#%*+^~\\$@.-]*[!#%*+^~\\][!#%*+^~\\$@.-]*[A-Za-z0-9]")
 _JAVA_DOLLAR = re.compile(r"[A-Za-z_][\w.]*(\$[\w]+)+")
 #: An e-mail address (``@`` alone also joins light-4j's audit endpoints: ``/oauth2/code@get``).
 _EMAIL = re.compile(r"[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
@@ -113,13 +116,16 @@ _CHUNK = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 #: An identifier that carries one number: ``ERR12013``, ``UT000128``, ``S256``, ``x509``.
 _CODE = re.compile(r"[A-Za-z]{1,8}[0-9]+")
 _VOWELS = frozenset("aeiouyAEIOUY")
-_CONSONANT_RUN = re.compile(r"[b-df-hj-np-tv-xzB-DF-HJ-NP-TV-XZ]{5,}")
+_CONSONANT_RUN = re.compile(r"[b-df-hj-np-tv-xzB-DF-HJ-NP-TV-XZ]{6,}")
+#: What bytes that were never text look like once decoded: the replacement character, C1
+#: controls, UTF-8 read as Latin-1 (``Ã¤``).
+_MOJIBAKE = re.compile("[\ufffd\x80-\x9f]|[\u00c2\u00c3][\u0080-\u00bf]")
 
 
 def _unpronounceable(chunk: str) -> bool:
-    """A chunk of letters no word has: five consonants in a row. Short all-capital chunks are
-    acronyms (``HTTPS``)."""
-    return not (chunk.isupper() and len(chunk) <= 5) and bool(_CONSONANT_RUN.search(chunk))
+    """A chunk of letters no word has: six consonants in a row (``lengths`` and ``strengths``
+    have five). Short all-capital chunks are acronyms (``HTTPS``)."""
+    return not (chunk.isupper() and len(chunk) <= 6) and bool(_CONSONANT_RUN.search(chunk))
 
 
 def _alnum_is_random(text: str) -> bool:
@@ -131,8 +137,8 @@ def _alnum_is_random(text: str) -> bool:
     digit_runs = len(chunks) - len(letters)
     if any(_unpronounceable(c) for c in letters):
         return True
-    if sum(1 for c in letters if len(c) >= 2 and not _VOWELS.intersection(c)) >= 2:
-        return True  # several vowelless pieces: Pd, Sp, TS, ...
+    if sum(1 for c in letters if len(c) >= 2 and not _VOWELS.intersection(c)) >= 3:
+        return True  # three vowelless pieces: Pd, Sp, TS (XMLHttpRequest has two)
     mixed_case = any(c.isupper() for c in text) and any(c.islower() for c in text)
     n_letters = sum(len(c) for c in letters)
     if mixed_case and n_letters >= 8 and n_letters / max(1, len(letters)) < 3:
@@ -145,14 +151,20 @@ def _alnum_is_random(text: str) -> bool:
     return digit_runs == 1 and len(letters) > 0 and n_letters >= 3
 
 
+def _character_classes(text: str) -> int:
+    return sum((any(c.islower() for c in text), any(c.isupper() for c in text),
+                any(c.isdigit() for c in text)))
+
+
 def looks_random(word: str) -> bool:
     """Whether a whole word is a value (see the module docstring)."""
-    if _EMAIL.fullmatch(word):
+    if _EMAIL.fullmatch(word) or _MOJIBAKE.search(word):
         return True
     if _SECRET_SYMBOL.search(word) and not _JAVA_DOLLAR.fullmatch(word):
-        return bool(_ALNUM_RUN.search(word))
-    if not word.isascii():
-        return bool(_ALNUM_RUN.search(word)) or len(word) >= 3
+        # A symbol inside a word of mixed characters: a secret (``aB3$kL9!``), not ``a+b``.
+        alnum = "".join(_ALNUM_RUN.findall(word))
+        return _character_classes(alnum) >= 2 or any(
+            _alnum_is_random(run) for run in _ALNUM_RUN.findall(word))
     return False
 
 

@@ -11,8 +11,10 @@ such a position (:func:`_decide`):
 
 - values seen in a single training run (with one run: seen once) are *one-off*; from
   :data:`MIN_WILDCARD_VALUES` of them on, they become a wildcard there;
-- a position whose runs each draw their own values (their sets overlap less than
-  :data:`RECURRENCE`, pooled Jaccard) holds data, not code: all its values become a wildcard;
+- a position whose runs each draw their own values (the sets of its values that occur in
+  more than one run overlap less than :data:`RECURRENCE`, pooled Jaccard) holds data, not
+  code: all its values become a wildcard. One-off ids next to names that come back in every
+  run do not drag the names along: only the recurring values are compared;
 - values that recur one by one can still combine into templates that do not (first names x
   last names): while the group's templates do not recur across runs, the widest kept position
   becomes a wildcard.
@@ -36,7 +38,7 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import polars as pl
@@ -56,9 +58,10 @@ KEY = "message_key"
 #: there are at least this many, they become a wildcard (the values that recur stay constants)
 MIN_WILDCARD_VALUES = 5
 
-#: ... and all of a position's values become a wildcard when the runs' sets of values overlap
-#: less than this (pooled Jaccard index of every two runs): names drawn from a vocabulary
-#: recur, but each run draws its own mix; error names and endpoints come back in every run.
+#: ... and all of a position's values become a wildcard when the runs' sets of its recurring
+#: values (seen in more than one run) overlap less than this (pooled Jaccard index of every
+#: two runs): names drawn from a vocabulary recur, but each run draws its own mix; error names
+#: and endpoints come back in every run.
 RECURRENCE = 0.5
 
 
@@ -200,7 +203,8 @@ class TemplateQuality:
     per_service: pl.DataFrame
     #: Templates that matched a single training line.
     seen_once: int
-    #: Wildcard positions (stage 2 kept this many of drain3's candidates as constants).
+    #: drain3's varying positions that stage 2 made wildcards (for some or all of their
+    #: values), and those where it kept values as constants.
     wildcard_positions: int
     kept_positions: int
     #: The kept position with the most distinct values: how many, its drain3 group's template
@@ -212,10 +216,13 @@ class TemplateQuality:
     examples: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
-def tokens(key: str) -> list[str]:
+def tokens(key: str, extra_delimiters: Sequence[str] = ()) -> list[str]:
     """A message key as template tokens: split on whitespace, and after ``,`` ``:`` ``;``
     ``=`` (JSON fields, ``Load:<id>``, ``key=value``), so a value glued to its name is a
-    position of its own."""
+    position of its own; each of ``extra_delimiters`` (:class:`DrainSettings`) is replaced by
+    a space, as drain3 does."""
+    for delimiter in extra_delimiters:
+        key = key.replace(delimiter, " ")
     return _SEPARATOR.sub(r"\1 ", key).split()
 
 
@@ -264,7 +271,7 @@ class Templates:
     def match_one(self, key: str) -> str:
         """The id of the most specific template that matches ``key`` exactly (wildcards match
         any token), or :data:`UNMATCHED`."""
-        words = tokens(key)
+        words = tokens(key, self.settings.extra_delimiters)
         head = [*words, "", ""][:2]
         n = len(words)
         candidates = [e for first in (head[0], WILDCARD) for second in (head[1], WILDCARD)
@@ -340,7 +347,9 @@ def _decide(group: list[str], members: list[list[str]], runs: list[list[int]],
             count[member[position]] = count.get(member[position], 0) + n
         seen_at[position] = seen
         rare = {v for v, r in seen.items() if one_off(r, count[v])}
-        if len(seen) >= MIN_WILDCARD_VALUES and run_overlap(seen) < RECURRENCE:
+        recurring = {v: r for v, r in seen.items() if v not in rare}
+        if (len(seen) >= MIN_WILDCARD_VALUES and recurring
+                and run_overlap(recurring) < RECURRENCE):
             rare = set(seen)  # data, not code: each run draws its own values
         if len(rare) >= MIN_WILDCARD_VALUES:
             wild[position] = rare
@@ -378,7 +387,7 @@ def train(counts: pl.DataFrame, settings: DrainSettings | None = None) -> Templa
     settings = settings or DrainSettings()
     ordered = in_training_order(counts)
     keys = ordered[KEY].to_list()
-    words = [tokens(k) for k in keys]
+    words = [tokens(k, settings.extra_delimiters) for k in keys]
     grouping = TemplateMiner(persistence_handler=None, config=settings.miner_config())
     for w in words:
         grouping.add_log_message(" ".join(w))
