@@ -156,9 +156,17 @@ def test_a_service_never_trained_on_scores_every_template_as_new(shifted_world):
     bundle, frames, _ = shifted_world
     frame = frames[bundle.split.holdout[0]].head(3).with_columns(pl.lit("gateway").alias(
         "service"))
-    scores = bundle.scores(frame)
-    distinct = frame["e_event_drain_id"].list.n_unique().to_numpy()
-    assert np.all(scores >= distinct / np.sqrt(0.5) - 0.5 / np.sqrt(0.5) - 1e-9)
+    x = bundle.vectorizer.transform(frame)
+    estimator: TemplateRateDetector = bundle.estimator
+    found = estimator.evidence(x)
+    start, end = estimator.templates
+    shown = np.asarray((x[:, start:end] > 0).sum(axis=1)).ravel() + x[:, end].toarray().ravel()
+    assert np.all(shown > 0)
+    assert np.array_equal(found.novelty, shown)  # every template it shows is new
+    strictest = min(m.lam for m in estimator.models_.values())
+    assert np.allclose(found.novelty_weight, 1 / np.sqrt(strictest))
+    assert np.all(found.shift_column == -1)  # no normal rates to shift from
+    assert np.allclose(bundle.scores(frame), shown / np.sqrt(strictest) - np.sqrt(strictest))
 
 
 def test_start_up_templates_are_left_out_of_the_features(shifted_world):

@@ -25,6 +25,7 @@ def normalize(message: str) -> str:
     ("task_200811_0001_m_000590_0", "task_<NUM>_<NUM>_m_<NUM>_<NUM>"),  # LogLead's twice
     ("from 10.0.0.12:8443 ok", "from <IP>:<NUM> ok"),
     ("id=ee13b38b-6daa-4d88-9dcb-d62d348c9769.", "id=<UUID>."),
+    ("header Bearerd1197aee-0589-4023-945f-f8fdaa09a83a", "header Bearer<UUID>"),
     ("Authorization: Bearer eyJhbGciOi.eyJzdWIi.c2lnbmF0dXJl", "Authorization: Bearer <CRED>"),
     ("token eyJhbGciOi.eyJzdWIi.c2ln done", "token <JWT> done"),
     ("Load:a64c111c", "Load:<HEX>"),
@@ -40,6 +41,8 @@ def normalize(message: str) -> str:
     ("name AbCdEfGhIjKlMnOpQrStUv", "name <ID>"),
     # Secrets with symbols, e-mail addresses, whatever follows Basic (mojibake included).
     ("secret aB3$kL9!mN2@ here", "secret <ID> here"),
+    ("secret 4jm6L3g!&1N.T#H0Uen here", "secret <ID> here"),  # cut by the id mask: still one
+    ("pw !@$^21hJU5FQ and List<T> and /a/<ID>.json", "pw <ID> and List<T> and /a/<ID>.json"),
     ("email yahrOy@example.com exists", "email <ID> exists"),
     ('validate( "Basic Ã¤Ã¶Ã¼xyz", authorization)', 'validate( "Basic <CRED>", authorization)'),
     ("BearerX9kLmQ2 rejected", "<ID> rejected"),  # no space: not a scheme, a random word

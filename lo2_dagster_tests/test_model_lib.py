@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import pickle
 import subprocess
 import sys
 
@@ -68,13 +69,6 @@ def dataset(signal: dict[str, bool], cases: list[str] = CASES) -> dict[str, pl.D
 MANY_CASES = ["correct", *(f"error_case_{k}" for k in range(16))]
 
 
-def own_errors(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
-    """The error cases' e9 renamed after their test case (e9_error_case_3, ...)."""
-    return {run: f.with_columns(pl.col("e_event_drain_id").list.eval(
-        pl.when(pl.element() == "e9").then(pl.lit("e9_") + pl.element().first().alias("x"))
-        .otherwise(pl.element()))) for run, f in frames.items()}
-
-
 def test_split_is_by_run_without_overlap_and_deterministic():
     split = split_runs(RUNS, 0.34, seed=3)
     assert not set(split.training) & set(split.holdout)
@@ -105,6 +99,15 @@ def test_vectorizer_counts_tokens_caps_the_vocabulary_and_counts_unseen_tokens()
     assert dense[1].tolist() == [0, 0, 0, 0, 0, 0, 0]
     with pytest.raises(ValueError, match="choose one or more of"):
         FeatureSpec(features=("drain", "threads"))
+
+
+def test_a_vectorizer_pickled_before_services_and_exclusions_still_transforms():
+    train = sequences("r", {("correct", "a"): ["e1", "e2"], ("correct", "b"): ["e1"]})
+    vec = SequenceVectorizer.fit(FeatureSpec(features=("drain",)), [train])
+    del vec.__dict__["services"], vec.__dict__["excluded"]  # what an older bundle holds
+    old = pickle.loads(pickle.dumps(vec))
+    assert old.services == () and old.excluded == ()
+    assert old.transform(train).toarray().tolist() == [[1, 1, 0], [1, 0, 0]]
 
 
 def test_metrics_come_from_holdout_runs_only():

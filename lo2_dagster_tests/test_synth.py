@@ -112,6 +112,20 @@ def test_same_config_is_byte_identical_and_seed_matters(tmp_path: Path) -> None:
     assert sum(da[k] != dc[k] for k in common) >= 0.9 * len(common)
 
 
+#: The default generator's output, fixed: hard mode and new options must leave it byte for
+#: byte as it was (sha256 over relative paths and contents, computed at commit 6da8e6a).
+GOLDEN_DEFAULT = "68d7a213a9d0ba73015d54b69813524d807a4a8f7da106548d918eddb2bafdb7"
+
+
+def test_the_default_output_is_unchanged(tmp_path: Path) -> None:
+    root = tmp_path / "lo2"
+    generate(root, SynthConfig(runs=1, seed=0, token_lines=5))
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    assert h.hexdigest() == GOLDEN_DEFAULT
+
+
 def test_file_content_does_not_depend_on_other_files_or_hash_seed(tmp_path: Path) -> None:
     one, two, sub = tmp_path / "one", tmp_path / "two", tmp_path / "sub"
     generate(one, SynthConfig(runs=1, seed=5, token_lines=20))

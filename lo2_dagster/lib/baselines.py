@@ -18,6 +18,7 @@ import polars as pl
 from sklearn.metrics import roc_auc_score
 
 from lo2_dagster.lib.metrics import by_test_case
+from lo2_dagster.lib.vectorize import token_counts
 
 BASELINES = ("unseen", "excess", "unseen+excess")
 #: Token counts of sequences: ``row`` (index into the sequences' meta), ``token``, ``count``.
@@ -76,22 +77,17 @@ class BaselineCollector:
         self._pairs: list[pl.DataFrame] = []
         self._rows = 0
 
-    def _counts(self, batch: pl.DataFrame) -> pl.DataFrame:
-        return (batch.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"),
-                             pl.col(self.column).alias("token"))
-                .explode("token").drop_nulls("token")
-                .group_by("row", "token").agg(pl.len().cast(pl.UInt32).alias("count")))
-
     def add_training(self, batch: pl.DataFrame) -> None:
         normal = batch.filter("normal")
-        counts = self._counts(normal).join(
+        counts = token_counts(normal, self.column).join(
             normal.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"), "service"),
             on="row")
         self._normal.append(counts.select("service", "token", "count"))
 
     def add_holdout(self, batch: pl.DataFrame) -> None:
         self._meta.append(batch.select("run", "test_case", "service", "normal", "anomaly"))
-        self._pairs.append(self._counts(batch).with_columns(pl.col("row") + self._rows))
+        self._pairs.append(token_counts(batch, self.column)
+                           .with_columns(pl.col("row") + self._rows))
         self._rows += len(batch)
 
     def roc_auc(self) -> dict[str, float | None]:

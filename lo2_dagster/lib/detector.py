@@ -79,7 +79,6 @@ class ServiceModel:
     lam: float  # novelty rate of normal sequences
     shift_mean: float
     shift_scale: float
-    sequences: int
 
 
 @dataclass
@@ -143,9 +142,12 @@ class TemplateRateDetector(BaseEstimator):
         found = Evidence(new=[], oov=oov, shift=np.zeros(rows),
                          shift_column=np.full(rows, -1), novelty_weight=np.zeros(rows),
                          shift_weight=np.zeros(rows), base=np.zeros(rows))
+        # A service the training never showed: every template is new, weighed as in the
+        # known service whose normal traffic shows new templates least often.
+        strictest = min((m.lam for m in self.models_.values()), default=NOVELTY_PRIOR)
         for i in range(rows):
             model = self.models_.get(int(service[i]))
-            lam = model.lam if model is not None else NOVELTY_PRIOR
+            lam = model.lam if model is not None else strictest
             found.novelty_weight[i] = 1.0 / np.sqrt(lam)
             found.base[i] = -np.sqrt(lam)
             lo, hi = counts.indptr[i], counts.indptr[i + 1]
@@ -166,7 +168,8 @@ class TemplateRateDetector(BaseEstimator):
     def contributions(self, X: Any) -> tuple[sparse.csr_matrix, np.ndarray]:
         """Per row: each new template's share (its column, or ``<oov>``), the most shifted
         template's share, and the base; they add up to the score exactly. A row of a service
-        the training data never showed has every template new, at the prior rate."""
+        the training data never showed has every template new, at the smallest novelty rate
+        of the services it did show."""
         found = self.evidence(X)
         start, end = self.templates
         rows: list[int] = []
@@ -252,7 +255,7 @@ def _fit_service(counts: sparse.csr_matrix, oov: np.ndarray, totals: np.ndarray,
     return ServiceModel(mean=mean, spread=spread, seen=showing > 0, produced=produced,
                         lam=float((novelty.sum() + NOVELTY_PRIOR) / n),
                         shift_mean=float(shift.mean()),
-                        shift_scale=max(float(shift.std()), 1.0), sequences=n)
+                        shift_scale=max(float(shift.std()), 1.0))
 
 
 def _explaining_cases(case_mean: np.ndarray, case_present: np.ndarray, sizes: np.ndarray

@@ -24,6 +24,9 @@ from sklearn.metrics import roc_auc_score
 LEAK_AUC = 0.75
 #: Columns of ``lo2/sequences_enhanced`` the start-up scan reads.
 STARTUP_COLUMNS = ["run", "service", "start_time", "e_event_drain_id"]
+#: What :func:`sequence_signals` reads besides what a model reads (run, test_case, anomaly and
+#: the Drain ids are there anyway).
+AUDIT_COLUMNS = ("start_time", "seq_len", "duration_sec")
 #: The signals of the audit: what a user would check, one number per test case.
 SIGNALS = {
     "duration": "longest sequence of the test case, seconds",
@@ -97,7 +100,12 @@ def leak_audit(cases: pl.DataFrame) -> dict[str, object]:
 
 
 def leak_warning(audit: dict[str, object]) -> str | None:
-    """One sentence for the run log and the report when a signal leaks, else None."""
+    """One sentence for the run log and the report when a signal leaks, or when there is no
+    audit to tell (a model trained before the audit existed); else None."""
+    if "signals" not in audit:
+        return ("The model has no leak audit (trained by an older version): nothing says "
+                "whether length, duration or start-up lines give its labels away. Retrain "
+                "lo2/anomaly_model.")
     leaking = audit.get("leaking") or []
     if not leaking:
         return None

@@ -7,8 +7,9 @@ one, whatever its length or alphabet:
   or ``Bearer`` (a credential: base64, a secret, or bytes that were never base64);
 - high-entropy words (:func:`looks_random`): letters mixed with digits, except the shapes of
   identifiers that carry one number (``ERR12013``, ``Oauth2TokenPostHandler``, ``S256``);
-  letters in chunks that no word has (three vowelless pieces, six consonants in a row, mixed
-  case every other letter); words with symbols such as ``!#$%*+^~`` between mixed letters
+  letters in chunks that no word has (vowelless pieces and no word among them, six consonants
+  in a row, mixed case every other letter); words with symbols such as ``!#%&*+?^~`` between
+  mixed letters
   and digits (secrets, not ``a+b`` or ``C++``); e-mail addresses; and bytes that were never
   text (the replacement character, UTF-8 read as Latin-1). Other non-ASCII words are words.
 
@@ -46,8 +47,11 @@ def _bounded(pattern: str, edge: str = _NOT_ALNUM) -> str:
 
 #: Values recognized by their form, applied first: (replacement, pattern) as in LogLead.
 VALUE_MASKS: tuple[tuple[str, str], ...] = (
-    ("${start}<UUID>${end}",
-     _bounded(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")),
+    # A UUID's shape is its own boundary on the left: glued to a word (``Bearer<uuid>``), it
+    # is still one.
+    ("<UUID>${end}",
+     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+     r"(?P<end>[^A-Za-z0-9]|$)"),
     # Whatever follows the scheme and a space, up to a space, quote or comma, is the
     # credential: base64, a raw secret with symbols, or mojibake.
     ("${start}${scheme} <CRED>",
@@ -98,15 +102,22 @@ def masked(text: pl.Expr, masks: Sequence[tuple[str, str]] = MASKS) -> pl.Expr:
 # --------------------------------------------------------------------------- the classifier
 
 #: A word: a run of anything but whitespace and the punctuation that structures a message
-#: (quotes, separators, brackets, a query string's ``?`` and ``&``). ``.``, ``/``, ``_``,
-#: ``-``, ``$`` and ``@`` stay inside words: Java names, URL paths, snake_case, ids, e-mail
-#: addresses.
-_WORD = re.compile(r"[^\s\"'`,:;=(){}\[\]<>|?&]+")
+#: (quotes, separators, brackets, and a query string's ``?`` or ``&`` before ``name=``).
+#: ``.``, ``/``, ``_``, ``-``, ``$`` and ``@`` stay inside words: Java names, URL paths,
+#: snake_case, ids, e-mail addresses; so do ``?`` and ``&`` elsewhere (secrets have them),
+#: and the placeholders of the value masks (a secret they cut into pieces is still one word).
+_WORD = re.compile(
+    r"(?:<[A-Z]+>|[^\s\"'`,:;=(){}\[\]<>|?&]|[?&](?![A-Za-z_][\w.-]*=))+")
+_PLACEHOLDER = re.compile(r"(<[A-Z]+>)")
+_ADJACENT = re.compile(r"(?:<[A-Z]+>){2,}")
+#: What is left of a secret around the placeholders of its pieces.
+_SECRET_REST = re.compile(r"[!#%&*+?^~\\$]")
 _ALNUM_RUN = re.compile(r"[A-Za-z0-9]+")
 _UNIT_RUN = re.compile(r"[A-Za-z0-9_-]+")
 #: Symbols that appear in secrets and passwords, not in names (``$`` only Java-style), between
 #: two letters or digits (``C++``, ``Done!`` and ``100%`` end with theirs).
-_SECRET_SYMBOL = re.compile(r"[A-Za-z0-9][!#%*+^~\\$@.-]*[!#%*+^~\\][!#%*+^~\\$@.-]*[A-Za-z0-9]")
+_SECRET_SYMBOL = re.compile(
+    r"[A-Za-z0-9][!#%&*+?^~\\$@.-]*[!#%&*+?^~\\][!#%&*+?^~\\$@.-]*[A-Za-z0-9]")
 _JAVA_DOLLAR = re.compile(r"[A-Za-z_][\w.]*(\$[\w]+)+")
 #: An e-mail address (``@`` alone also joins light-4j's audit endpoints: ``/oauth2/code@get``).
 _EMAIL = re.compile(r"[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
@@ -130,15 +141,17 @@ def _unpronounceable(chunk: str) -> bool:
 
 def _alnum_is_random(text: str) -> bool:
     """Whether a run of letters and digits looks generated rather than written."""
-    if text.isdigit() or len(text) < 3:
-        return False  # numbers are LogLead's <NUM>; two characters tell nothing
+    if text.isdigit() or len(text) < 3 or _CODE.fullmatch(text):
+        return False  # numbers are LogLead's <NUM>; two characters tell nothing; codes
     chunks = _CHUNK.findall(text)
     letters = [c for c in chunks if c.isalpha()]
     digit_runs = len(chunks) - len(letters)
     if any(_unpronounceable(c) for c in letters):
         return True
-    if sum(1 for c in letters if len(c) >= 2 and not _VOWELS.intersection(c)) >= 3:
-        return True  # three vowelless pieces: Pd, Sp, TS (XMLHttpRequest has two)
+    vowelless = sum(1 for c in letters if len(c) >= 2 and not _VOWELS.intersection(c))
+    word = any(len(c) >= 3 and _VOWELS.intersection(c) for c in letters)
+    if vowelless >= 3 or (vowelless >= 2 and not word):
+        return True  # vowelless pieces (Pd, Sp, TS) and no word (XMLHttpRequest has one)
     mixed_case = any(c.isupper() for c in text) and any(c.islower() for c in text)
     n_letters = sum(len(c) for c in letters)
     if mixed_case and n_letters >= 8 and n_letters / max(1, len(letters)) < 3:
@@ -146,8 +159,9 @@ def _alnum_is_random(text: str) -> bool:
     if digit_runs >= 2:
         return True
     if digit_runs == 1 and not text[0].isdigit():
-        # One number inside an identifier (Oauth2TokenPostHandler, log4j) or after a code.
-        return not (_CODE.fullmatch(text) or len(max(chunks, key=len)) >= 3)
+        # One number inside an identifier with a word in it (Oauth2TokenPostHandler, log4j;
+        # not smgTB2a).
+        return not word
     return digit_runs == 1 and len(letters) > 0 and n_letters >= 3
 
 
@@ -179,7 +193,19 @@ def mask_word(word: str) -> str:
     """``word`` with its random units replaced by :data:`VALUE`. Units are separated by ``.``,
     ``/``, ``$``, ``@``, ``~`` (Java names, URL paths), so ``/oauth2/user/Xk9vQ2mL`` keeps its
     path; a secret-like word, or one whose letters and digits are mostly in random units (a
-    token with dots in it), becomes one placeholder."""
+    token with dots in it), becomes one placeholder. Around placeholders, the pieces between
+    them are classified; placeholders next to each other or to a secret's symbols are one
+    value."""
+    if _PLACEHOLDER.search(word):
+        pieces = _PLACEHOLDER.split(word)
+        rest = "".join(pieces[0::2])
+        if not rest:
+            return word if len(pieces) == 3 else VALUE
+        if _SECRET_REST.search(rest):
+            return VALUE
+        masked = "".join(mask_word(p) if i % 2 == 0 and p else p
+                         for i, p in enumerate(pieces))
+        return _ADJACENT.sub(VALUE, masked)  # <ID><HEX>: one value
     if looks_random(word):
         return VALUE
     units = _UNIT_RUN.findall(word)

@@ -37,6 +37,7 @@ from scipy import sparse
 from lo2_dagster.lib.baselines import BaselineCollector
 from lo2_dagster.lib.explain import TEMPLATES, Reference, ReferenceBuilder
 from lo2_dagster.lib.leaks import (
+    AUDIT_COLUMNS,
     STARTUP_COLUMNS,
     leak_audit,
     leak_warning,
@@ -210,7 +211,7 @@ def train(runs: Mapping[str, RunBatches], config: TrainingConfig,
         baselines.add_holdout(batch)
         signals.append(sequence_signals(batch, startup))
 
-    audit_columns = [*columns, *(c for c in _AUDIT_COLUMNS if c not in columns)]
+    audit_columns = [*columns, *(c for c in AUDIT_COLUMNS if c not in columns)]
     train_meta, train_x = _matrix(vectorizer, [runs[r] for r in split.training],
                                   audit_columns, training_batch)
     hold_meta, hold_x = _matrix(vectorizer, [runs[r] for r in split.holdout], audit_columns,
@@ -251,10 +252,6 @@ def train(runs: Mapping[str, RunBatches], config: TrainingConfig,
         versions=library_versions(), templates_digest=templates_digest,
         reference=reference.build(train_meta["score"].to_numpy()),
         holdout=judged(hold_meta, thresholds))
-
-
-#: What the leak audit reads besides the model's columns (lib.leaks.test_case_signals).
-_AUDIT_COLUMNS = ("start_time", "seq_len", "duration_sec")
 
 
 def _matrix(vectorizer: SequenceVectorizer, sources: list[RunBatches], columns: list[str],

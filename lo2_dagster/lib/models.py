@@ -20,7 +20,7 @@ from sklearn.preprocessing import FunctionTransformer, MaxAbsScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from lo2_dagster.lib.detector import TemplateRateDetector
-from lo2_dagster.lib.vectorize import EVENTS, OOV, SequenceVectorizer
+from lo2_dagster.lib.vectorize import DEFAULT_FEATURES, EVENTS, OOV, SequenceVectorizer
 
 
 def log1p(matrix: Any) -> Any:
@@ -69,11 +69,6 @@ class RareTokenDetector(BaseEstimator):
         known, unseen = self._weights()
         # <oov> columns hold a number of distinct unseen tokens: each counts in full.
         return np.asarray(tokens.sign() @ known + tokens @ unseen).ravel()
-
-
-#: Features a model uses unless the config names others: template counts and the service,
-#: never length, duration or start-up lines (see lib.leaks).
-DEFAULT_FEATURES = ("drain", "service")
 
 
 @dataclass(frozen=True)

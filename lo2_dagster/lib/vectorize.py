@@ -26,6 +26,9 @@ BAGS = {"drain": "e_event_drain_id", "words": "e_words", "trigrams": "e_trigrams
 NUMERIC_COLUMNS = ("seq_len", "duration_sec", "e_words_len", "e_trigrams_len")
 #: ``service``: one column per service (one-hot); ``events``: the events the drain bag counted.
 FEATURES = (*BAGS, "service", "events", "numeric")
+#: What a model reads unless its registry entry or the training config says otherwise:
+#: template counts and the service, never length, duration or start-up lines (lib.leaks).
+DEFAULT_FEATURES = ("drain", "service")
 OOV = "<oov>"
 EVENTS = "events:total"
 
@@ -35,7 +38,7 @@ class FeatureSpec:
     """Which features, how many tokens each bag keeps at most (the most frequent), and whether
     start-up templates are left out (they say which test case ran first, not what failed)."""
 
-    features: tuple[str, ...] = ("drain", "service")
+    features: tuple[str, ...] = DEFAULT_FEATURES
     max_tokens: int = 5000
     min_df: int = 1  # a token must occur in this many training sequences to get a column
     exclude_startup: bool = True
@@ -78,6 +81,10 @@ class Vocabulary:
 
 class SequenceVectorizer:
     """Fitted on training sequences; maps any sequence batch to the same sparse columns."""
+
+    #: Class-level defaults: a vectorizer pickled before these existed loads with none.
+    services: tuple[str, ...] = ()
+    excluded: tuple[str, ...] = ()
 
     def __init__(self, spec: FeatureSpec, vocabularies: Sequence[Vocabulary], rows: int,
                  services: Sequence[str] = (), excluded: Iterable[str] = ()):
@@ -165,7 +172,7 @@ class SequenceVectorizer:
             values.append(np.ones(len(found)))
         if events is not None and "events" in self.spec.features:
             rows.append(events["row"].to_numpy())
-            cols.append(np.full(len(events), self.feature_names.index(EVENTS), dtype=np.uint32))
+            cols.append(np.full(len(events), self.column(EVENTS), dtype=np.uint32))
             values.append(events["count"].cast(pl.Float64).to_numpy())
         if "numeric" in self.spec.features:
             first = len(self.feature_names) - len(NUMERIC_COLUMNS)

@@ -99,7 +99,7 @@ def model_report(
     labels = templates.texts
     columns = sequence_columns(model)
     audit = model.metrics.get("leak_audit", {})
-    warning = leak_warning(audit) if audit else None
+    warning = leak_warning(audit)
     fps = false_positives(holdout)
     fp_ids = fps["seq_id"].to_list()
     fp_rows: list[pl.DataFrame] = []
