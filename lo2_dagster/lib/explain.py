@@ -3,7 +3,10 @@
 Three answers per sequence, none of which densifies a feature matrix:
 
 - **Contributions** (:func:`contributions`): each feature's share of the model's value, adding
-  up exactly to it. ``rare_tokens``: the rarity of each token present (the score is their sum).
+  up exactly to it. ``template_rates`` (the default): each template new to the service adds
+  ``1 / sqrt(lam)`` and the most shifted template its standardized rise, plus the base
+  (:meth:`~lo2_dagster.lib.detector.TemplateRateDetector.contributions`).
+  ``rare_tokens``: the rarity of each token present (the score is their sum).
   ``logistic_regression``: coefficient x transformed count, plus the intercept (the decision
   function, i.e. the log-odds of the score). Tree models (decision tree, random forest,
   gradient boosting, isolation forest): path attribution (Saabas), the documented

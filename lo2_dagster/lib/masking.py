@@ -3,15 +3,16 @@
 A log message is a constant shape with values in it. A value is masked when it *looks* like
 one, whatever its length or alphabet:
 
-- numbers, hex and colon-hex ids, UUIDs, IPv4 addresses, JWTs, and whatever follows ``Basic``
-  or ``Bearer`` (a credential: base64, a secret, or bytes that were never base64);
-- high-entropy words (:func:`looks_random`): letters mixed with digits, except the shapes of
-  identifiers that carry one number (``ERR12013``, ``Oauth2TokenPostHandler``, ``S256``);
-  letters in chunks that no word has (vowelless pieces and no word among them, six consonants
-  in a row, mixed case every other letter); words with symbols such as ``!#%&*+?^~`` between
-  mixed letters
-  and digits (secrets, not ``a+b`` or ``C++``); e-mail addresses; and bytes that were never
-  text (the replacement character, UTF-8 read as Latin-1). Other non-ASCII words are words.
+- numbers, hex and colon-hex ids, UUIDs (also glued to a word), IPv4 addresses, JWTs, and
+  whatever follows ``Basic `` or ``Bearer `` (a credential: base64, a secret, or bytes that
+  were never base64);
+- high-entropy words (:func:`looks_random`): letters mixed with digits, except codes
+  (``ERR12013``, ``S256``) and identifiers with one number and a word in them
+  (``Oauth2TokenPostHandler``); letters in chunks that no word has (vowelless pieces and no
+  word among them, five consonants in a row, mixed case every other letter); words with
+  symbols such as ``!#%&*+?^~`` between mixed letters and digits (secrets, not ``a+b`` or
+  ``C++``); e-mail addresses; and bytes that were never text (the replacement character,
+  UTF-8 read as Latin-1). Other non-ASCII words are words.
 
 What stays is what a developer wrote: dictionary-like words, UPPER_SNAKE names (light-4j's
 ``UNSUPPORTED_GRANT_TYPE``), error codes, Java class and method names, URL paths, file names.
@@ -127,15 +128,17 @@ _CHUNK = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 #: An identifier that carries one number: ``ERR12013``, ``UT000128``, ``S256``, ``x509``.
 _CODE = re.compile(r"[A-Za-z]{1,8}[0-9]+")
 _VOWELS = frozenset("aeiouyAEIOUY")
-_CONSONANT_RUN = re.compile(r"[b-df-hj-np-tv-xzB-DF-HJ-NP-TV-XZ]{6,}")
+_CONSONANT_RUN = re.compile(r"[b-df-hj-np-tv-xzB-DF-HJ-NP-TV-XZ]{5,}")
 #: What bytes that were never text look like once decoded: the replacement character, C1
 #: controls, UTF-8 read as Latin-1 (``Ã¤``).
 _MOJIBAKE = re.compile("[\ufffd\x80-\x9f]|[\u00c2\u00c3][\u0080-\u00bf]")
 
 
 def _unpronounceable(chunk: str) -> bool:
-    """A chunk of letters no word has: six consonants in a row (``lengths`` and ``strengths``
-    have five). Short all-capital chunks are acronyms (``HTTPS``)."""
+    """A chunk of letters no word has: five consonants in a row. Short all-capital chunks are
+    acronyms (``HTTPS``). ``lengths`` and ``strengths`` are masked too: a constant masked the
+    same way every time costs a template's word, a random value kept costs a template per
+    value."""
     return not (chunk.isupper() and len(chunk) <= 6) and bool(_CONSONANT_RUN.search(chunk))
 
 
@@ -196,6 +199,8 @@ def mask_word(word: str) -> str:
     token with dots in it), becomes one placeholder. Around placeholders, the pieces between
     them are classified; placeholders next to each other or to a secret's symbols are one
     value."""
+    if _EMAIL.fullmatch(word):
+        return VALUE  # also <ID>@networknt.com
     if _PLACEHOLDER.search(word):
         pieces = _PLACEHOLDER.split(word)
         rest = "".join(pieces[0::2])

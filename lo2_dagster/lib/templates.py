@@ -10,11 +10,12 @@ groups messages of the same length and prefix and marks the positions where they
 such a position (:func:`_decide`):
 
 - values seen in a single training run (with one run: seen once) are *one-off*; from
-  :data:`MIN_WILDCARD_VALUES` of them on, they become a wildcard there;
-- a position whose runs each draw their own values (the sets of its values that occur in
-  more than one run overlap less than :data:`RECURRENCE`, pooled Jaccard) holds data, not
-  code: all its values become a wildcard. One-off ids next to names that come back in every
-  run do not drag the names along: only the recurring values are compared;
+  :data:`MIN_WILDCARD_VALUES` of them on, they become a wildcard there, and so do stage 1's
+  placeholders at that position (``<ID>`` is a value too);
+- a position whose runs each draw their own values (their sets overlap less than
+  :data:`RECURRENCE`, pooled Jaccard) holds data, not code: all its values become a wildcard.
+  That is a decision about the position: names a developer logs into the same slot as ids
+  (``validate( "admin", ...)`` beside ``validate( "<ID>", ...)``) merge with them;
 - values that recur one by one can still combine into templates that do not (first names x
   last names): while the group's templates do not recur across runs, the widest kept position
   becomes a wildcard.
@@ -58,10 +59,9 @@ KEY = "message_key"
 #: there are at least this many, they become a wildcard (the values that recur stay constants)
 MIN_WILDCARD_VALUES = 5
 
-#: ... and all of a position's values become a wildcard when the runs' sets of its recurring
-#: values (seen in more than one run) overlap less than this (pooled Jaccard index of every
-#: two runs): names drawn from a vocabulary recur, but each run draws its own mix; error names
-#: and endpoints come back in every run.
+#: ... and all of a position's values become a wildcard when the runs' sets of values overlap
+#: less than this (pooled Jaccard index of every two runs): names drawn from a vocabulary
+#: recur, but each run draws its own mix; error names and endpoints come back in every run.
 RECURRENCE = 0.5
 
 
@@ -329,6 +329,14 @@ class _Decision:
     kept: dict[int, list[str]]
 
 
+_MASKED = re.compile(r"\W*(<[A-Z]+>\W*)+")
+
+
+def _is_masked(value: str) -> bool:
+    """Whether a token is a stage-1 placeholder (with punctuation: ``"<ID>",``)."""
+    return _MASKED.fullmatch(value) is not None
+
+
 def _decide(group: list[str], members: list[list[str]], runs: list[list[int]],
             lines: list[int], single_run: bool) -> _Decision:
     """Which values of a group's varying positions become wildcards (the module docstring's
@@ -347,12 +355,11 @@ def _decide(group: list[str], members: list[list[str]], runs: list[list[int]],
             count[member[position]] = count.get(member[position], 0) + n
         seen_at[position] = seen
         rare = {v for v, r in seen.items() if one_off(r, count[v])}
-        recurring = {v: r for v, r in seen.items() if v not in rare}
-        if (len(seen) >= MIN_WILDCARD_VALUES and recurring
-                and run_overlap(recurring) < RECURRENCE):
+        if len(seen) >= MIN_WILDCARD_VALUES and run_overlap(seen) < RECURRENCE:
             rare = set(seen)  # data, not code: each run draws its own values
         if len(rare) >= MIN_WILDCARD_VALUES:
-            wild[position] = rare
+            # A placeholder is a value too: it joins the wildcard of its position.
+            wild[position] = rare | {v for v in seen if _is_masked(v)}
 
     def finals() -> list[str]:
         return [" ".join(WILDCARD if v in wild.get(p, ()) else v for p, v in enumerate(m))
