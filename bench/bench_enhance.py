@@ -165,6 +165,12 @@ def child_main(argv: list[str]) -> None:
         records = stage_templates(Path(rest[0]), rest[1:])
     elif kind == "enhanced":
         records = stage_enhanced(Path(rest[0]), rest[1])
+    elif kind == "retemplate":  # WH TRAINING_RUN... -- RUN...: templates from some runs only
+        wh, rest = Path(rest[0]), rest[1:]
+        cut = rest.index("--")
+        records = stage_templates(wh, rest[:cut])
+        for run in rest[cut + 1:]:
+            records += stage_enhanced(wh, run)
     elif kind == "all":
         root, wh, runs = Path(rest[0]), Path(rest[1]), rest[2:]
         records = []
