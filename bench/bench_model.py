@@ -10,9 +10,9 @@ the enhanced tables in ``warehouse``, by bench_enhance.py's library calls in one
   standard        lo2-dagster synth --seed 7 --token-lines 100 (start-up at every file's head,
                   the loader's default trim of 100 lines removes it)
   hard            lo2-dagster synth --seed 7 --hard --token-lines 1000 (start-up only in each
-                  run's first test case, so no trim; 0.5-2 % failing requests; shared failures
-                  in correct traffic; half of the error cases frequency shifts only; varied
-                  values)
+                  run's first test case, so no trim; failing requests adding 0.5-2 % to the
+                  traffic lines; shared failures in correct traffic; half of the error cases
+                  frequency shifts only; varied values)
   hard-large      the same with 4000 token lines (real LO2 has ~40,000 per 100 s): shares
                   of a few % become counts a sequence can show
   alien-standard  bench/alien_synth.py --mode standard --rate 20: a generator written apart

@@ -31,9 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="shift the traffic mix toward background cache lines, 0..1 (a "
                             "drift for lo2/score_drift to find; default 0: LO2's mix)")
     synth.add_argument("--hard", action="store_true",
-                       help="the hard mode: start-up only in each run's first test case, 0.5-2 "
-                            "%% failing requests, shared failures in correct traffic too (half "
-                            "of the error cases are frequency shifts only), varied values")
+                       help="the hard mode: start-up only in each run's first test case, "
+                            "failing requests adding 0.5-2 %% to the traffic, shared failures "
+                            "in correct traffic too (half of the error cases are frequency "
+                            "shifts only), varied values")
     synth.add_argument("--startup", choices=("every", "first"), default=None,
                        help="start-up output at the head of every file (default) or only in "
                             "each run's first test case (as in LO2)")

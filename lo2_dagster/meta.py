@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import dagster as dg
 import polars as pl
+
+from lo2_dagster.lib.baselines import comparison
+from lo2_dagster.lib.leaks import audit_table
 
 
 def column_schema(
@@ -50,3 +54,16 @@ def markdown_table(frame: pl.DataFrame, digits: int = 3) -> dg.MarkdownMetadataV
              "| " + " | ".join("---" for _ in frame.columns) + " |"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.iter_rows()]
     return dg.MetadataValue.md("\n".join(lines))
+
+
+def model_quality(model: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """What the model's page and the model report both show of a training's metrics: the model
+    beside the trivial baselines, the leak audit, and the leaking signals in a few words."""
+    audit = metrics.get("leak_audit", {})
+    baselines = metrics.get("baselines", {}).get("test_case_roc_auc", {})
+    return {
+        "model_vs_baselines": markdown_table(comparison(
+            model, metrics["test_case"]["roc_auc"], baselines)),
+        "leak_audit": markdown_table(audit_table(audit)),
+        "leaking_signals": ", ".join(audit.get("leaking", [])) or "none",
+    }

@@ -95,7 +95,6 @@ def test_repeating_a_test_cases_normal_traffic_does_not_change_its_score(tmp_pat
     assert (after["seq_len"] == 2 * before["seq_len"]).all()
     assert (after["duration_sec"] >= 2 * before["duration_sec"]).all()
     assert after["score"].to_list() == pytest.approx(before["score"].to_list(), abs=1e-9)
-    assert after["score"].max() == pytest.approx(before["score"].max(), abs=1e-9)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import pytest
 
 from lo2_dagster.defs.keys import LEAK_CHECK, MODEL_REPORT
 from lo2_dagster.lib import leaks
-from lo2_dagster.lib.loader import DEFAULT_TRIM_LINES
 from lo2_dagster.lib.synth import SynthConfig, generate
 from lo2_dagster_tests.conftest import NO_TELEMETRY, build_warehouse
 from lo2_dagster_tests.test_detector import build
@@ -95,4 +94,3 @@ def test_the_model_report_warns_when_the_data_leaks(tmp_path):
         model = instance.fetch_materializations(
             dg.AssetKey(["lo2", "anomaly_model"]), limit=1).records[0].asset_materialization
         assert "duration" in model.metadata["leaking_signals"].value
-        assert DEFAULT_TRIM_LINES == 100  # the start-up heads were trimmed, as in LogLead

@@ -99,6 +99,9 @@ def test_vectorizer_counts_tokens_caps_the_vocabulary_and_counts_unseen_tokens()
     assert dense[1].tolist() == [0, 0, 0, 0, 0, 0, 0]
     with pytest.raises(ValueError, match="choose one or more of"):
         FeatureSpec(features=("drain", "threads"))
+    with pytest.raises(ValueError, match=r"template_rates needs the features drain, events.*"
+                                         r"add events"):
+        lib.TrainingConfig(model="template_rates", features=FeatureSpec(("drain", "service")))
 
 
 def test_a_vectorizer_pickled_before_services_and_exclusions_still_transforms():

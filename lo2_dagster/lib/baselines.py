@@ -21,8 +21,6 @@ from lo2_dagster.lib.metrics import by_test_case
 from lo2_dagster.lib.vectorize import token_counts
 
 BASELINES = ("unseen", "excess", "unseen+excess")
-#: Token counts of sequences: ``row`` (index into the sequences' meta), ``token``, ``count``.
-PAIRS_SCHEMA = {"row": pl.UInt32, "token": pl.String, "count": pl.UInt32}
 
 
 def normal_shares(normal: pl.DataFrame) -> pl.DataFrame:

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 from scipy import sparse
-from scipy.stats import binom
+from scipy.stats import binom, norm
 from sklearn.base import BaseEstimator
 
 #: Added to a service's calibration novelty count before dividing by its sequences: with no
@@ -65,7 +65,7 @@ OUTLIER_Z = 3.5
 #: A rate's spread is at least the distance from its mean to this quantile of the sequences
 #: of the test cases that do not explain it, in standard-normal units.
 UPPER_QUANTILE = 0.99
-_Z_UPPER = 2.3263  # standard normal quantile of UPPER_QUANTILE
+_Z_UPPER = float(norm.ppf(UPPER_QUANTILE))
 
 
 @dataclass(frozen=True)
@@ -130,8 +130,9 @@ class TemplateRateDetector(BaseEstimator):
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Anomaly scores, higher = more anomalous (see the module docstring)."""
-        values, base = self.contributions(X)
-        return base + np.asarray(values.sum(axis=1)).ravel()
+        found = self.evidence(X)
+        return (found.base + found.novelty_weight * found.novelty
+                + found.shift_weight * found.shift)
 
     def evidence(self, X: Any) -> Evidence:
         """Per row: its new templates, its largest shift and that template, and the weights

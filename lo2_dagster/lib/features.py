@@ -24,12 +24,10 @@ from lo2_dagster.lib.enhance import (
     message_features,
 )
 from lo2_dagster.lib.masking import with_normalized
-from lo2_dagster.lib.templates import KEY, UNMATCHED, Templates, message_key
+from lo2_dagster.lib.templates import KEY, KEY_COLUMNS, UNMATCHED, Templates, message_key
 
 _BASE_COLUMNS = ["row_id", "m_message", "run", "test_case", "service", "seq_id", "normal",
                  "m_timestamp", "anomaly"]
-#: What a template is matched on besides the normalized message (see templates.message_key).
-_HEADER_COLUMNS = ["level", "logger", "method"]
 
 
 @dataclass
@@ -39,7 +37,7 @@ class EnhancedEvents:
 
     frame: pl.LazyFrame
     rows: int
-    vocabulary: pl.DataFrame  # one row per distinct normalized message: features, lines
+    vocabulary: pl.DataFrame  # one row per distinct normalized message: its features
     template_lines: pl.DataFrame  # one row per template id: lines
     unmatched_lines: int
     allowlisted_lines: int
@@ -51,14 +49,14 @@ def enhance_events(events: pl.DataFrame | pl.LazyFrame, templates: Templates,
                    allowlist: Allowlist) -> EnhancedEvents:
     """``lo2/events_enhanced`` for one run's raw events (in ``row_id`` order)."""
     base = with_normalized(
-        events.lazy().select(*_BASE_COLUMNS, *_HEADER_COLUMNS)
+        events.lazy().select(*_BASE_COLUMNS, *KEY_COLUMNS)
         .rename({"anomaly": "anomaly_original"}).collect())
     # Templates are matched once per distinct message key (level, logger, method, message).
-    shapes = ["e_message_normalized", *_HEADER_COLUMNS]
+    shapes = ["e_message_normalized", *KEY_COLUMNS]
     keys = base.select(shapes).unique().with_columns(message_key())
     keys = keys.with_columns(templates.match(keys[KEY])).drop(KEY)
     base = base.join(keys, on=shapes, how="left", maintain_order="left",
-                     nulls_equal=True).drop(_HEADER_COLUMNS)
+                     nulls_equal=True).drop(list(KEY_COLUMNS))
     vocabulary = message_features(base["e_message_normalized"])
 
     rules = allowlist.event_flags()
@@ -78,8 +76,6 @@ def enhance_events(events: pl.DataFrame | pl.LazyFrame, templates: Templates,
         *[pl.col(n).sum() for n in rule_names],
     ).row(0, named=True)
     base = base.drop(rule_names)
-    lines = base.group_by("e_message_normalized").len("lines")
-    vocabulary = vocabulary.join(lines, on="e_message_normalized", how="left")
     template_lines = base.group_by("e_event_drain_id").len("lines")
 
     frame = (

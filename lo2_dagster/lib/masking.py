@@ -16,9 +16,9 @@ one, whatever its length or alphabet:
 
 What stays is what a developer wrote: dictionary-like words, UPPER_SNAKE names (light-4j's
 ``UNSUPPORTED_GRANT_TYPE``), error codes, Java class and method names, URL paths, file names.
-Whatever a value looks like and still gets through, stage 2 catches by how it behaves: a
-template position whose values are nearly all seen in a single training run becomes a wildcard
-(:mod:`lo2_dagster.lib.templates`).
+Whatever a value looks like and still gets through, stage 2 catches by how it behaves across
+the training runs (:mod:`lo2_dagster.lib.templates`): one-off values, and positions whose runs
+each draw their own values, become wildcards.
 
 The regular expressions run first, vectorized, over every distinct line (ids make most lines
 distinct); the word classifier, in Python, runs only over the few distinct shapes left.
@@ -33,8 +33,6 @@ from collections.abc import Sequence
 import polars as pl
 
 _NOT_ALNUM = r"[^A-Za-z0-9]"
-#: Characters of base64url and of identifiers: a "unit" is a maximal run of them.
-_UNIT = r"[A-Za-z0-9_-]"
 #: Characters of a random token (base64url plus PKCE's unreserved ``.`` and ``~``).
 _TOKEN = r"[A-Za-z0-9._~-]"
 _NOT_TOKEN = r"[^A-Za-z0-9._~-]"
@@ -114,6 +112,7 @@ _ADJACENT = re.compile(r"(?:<[A-Z]+>){2,}")
 #: What is left of a secret around the placeholders of its pieces.
 _SECRET_REST = re.compile(r"[!#%&*+?^~\\$]")
 _ALNUM_RUN = re.compile(r"[A-Za-z0-9]+")
+#: A "unit": a maximal run of the characters of base64url and of identifiers.
 _UNIT_RUN = re.compile(r"[A-Za-z0-9_-]+")
 #: Symbols that appear in secrets and passwords, not in names (``$`` only Java-style), between
 #: two letters or digits (``C++``, ``Done!`` and ``100%`` end with theirs).

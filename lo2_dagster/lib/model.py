@@ -105,10 +105,10 @@ class TrainingConfig:
         kind = model_kind(self.model)
         if self.features is None:
             object.__setattr__(self, "features", FeatureSpec(kind.features))
-        if kind.name == "template_rates" and not {"drain", "events"} <= set(
-                self.features.features):
-            raise ValueError("template_rates reads template rates: its features need drain "
-                             "and events (and service, to calibrate per service)")
+        missing = [f for f in kind.requires if f not in self.features.features]
+        if missing:
+            raise ValueError(f"{kind.name} needs the features {', '.join(kind.requires)} "
+                             f"({kind.requires_why}): add {', '.join(missing)}")
         if self.model == "rare_tokens" and not self.features.bags:
             raise ValueError("rare_tokens scores tokens: add drain, words or trigrams to the "
                              "features")

@@ -86,6 +86,9 @@ class ModelKind:
     #: Fitted on every training sequence and told which are ``correct`` (not their error
     #: labels): it learns the normal mix from all of them and what is new from correct ones.
     reads_all: bool = False
+    #: Features it cannot work without (the config is refused without them), and why.
+    requires: tuple[str, ...] = ()
+    requires_why: str = ""
 
     @property
     def fits_all_rows(self) -> bool:
@@ -145,7 +148,8 @@ REGISTRY: dict[str, ModelKind] = {k.name: k for k in (
               "normal traffic never shows, plus the largest rise of a template's share of the "
               "sequence over its typical share, each in units of normal variation (fair to "
               "length)", _template_rates, features=("drain", "service", "events"),
-              reads_all=True),
+              reads_all=True, requires=("drain", "events"),
+              requires_why="it reads template rates (and service, to calibrate per service)"),
     ModelKind("isolation_forest", False, "scikit-learn IsolationForest on log counts, trained "
               "on correct sequences only", _isolation_forest, negate=True),
     ModelKind("rare_tokens", False, "out-of-vocabulary / rare-template detector: sum of the "

@@ -1,9 +1,10 @@
 """Deterministic, fast generator of a realistic synthetic LO2 dataset (see FORMAT.md).
 
-A run plays the 54 test cases back to back in a shuffled order; each test case lasts 20-180 s
-and leaves one light-4j log per service. Every file starts with ``init_lines`` physical start-up
-lines (server start, config loading, Hikari, Hazelcast cluster join) whose shape never depends
-on the test case. After them comes valid traffic whose volume is proportional to the test case
+By default a run plays the 54 test cases back to back in a shuffled order; each test case lasts
+20-180 s and leaves one light-4j log per service. Every file starts with ``init_lines`` physical
+start-up lines (server start, config loading, Hikari, Hazelcast cluster join) whose shape never
+depends on the test case. ``SynthConfig`` varies these assumptions (``schedule``, ``startup``,
+``hard()``). After them comes valid traffic whose volume is proportional to the test case
 duration. An error test case adds a few % of failing requests (status ERROR lines, WARN lines,
 Java stack traces) to the 1-2 services that handle the failing endpoint only (``FAULTS``);
 its other services look exactly like ``correct`` traffic, which has rare ERROR lines too.
@@ -61,11 +62,11 @@ class SynthConfig:
     #: ``v1`` (LO2 v1: ``correct`` first for 60 s, then the error cases in their listed order,
     #: 10 s each, so duration, length and start-up lines give the label away).
     schedule: str = "shuffled"
-    #: Share of the handling service's requests that fail in an error test case (drawn per
-    #: file; at least one failing request).
+    #: What the failing requests of an error test case add to the handling service's traffic,
+    #: as a share of its traffic lines (drawn per file; at least one failing request).
     error_share: tuple[float, float] = (0.03, 0.06)
-    #: Share of requests that fail with a *shared* fault kind in every test case, ``correct``
-    #: included (drawn per file): status lines, WARN lines and stack traces in normal traffic.
+    #: The same for failures of a *shared* fault kind in every test case, ``correct`` included
+    #: (drawn per file): status lines, WARN lines and stack traces in normal traffic.
     background_faults: tuple[float, float] = (0.0, 0.0)
     #: Share of the fault kinds that are shared: they fail at the background rate everywhere,
     #: so their error test case adds no new line shape, only a frequency shift.
@@ -76,9 +77,10 @@ class SynthConfig:
 
     @classmethod
     def hard(cls, **overrides: object) -> SynthConfig:
-        """The hard mode: start-up only in each run's first test case, 0.5-2 % failing requests
-        in error cases, 0.1-0.4 % failures of shared kinds in every test case (half of the
-        fault kinds are shared: their error cases are frequency shifts only), varied values."""
+        """The hard mode: start-up only in each run's first test case, failing requests adding
+        0.5-2 % to the traffic lines in error cases, 0.1-0.4 % of shared kinds in every test case
+        (half of the fault kinds are shared: their error cases are frequency shifts only),
+        varied values."""
         values: dict[str, object] = {
             "startup": "first", "error_share": (0.005, 0.02),
             "background_faults": (0.001, 0.004), "shared_faults": 0.5, "varied_values": True,
@@ -143,10 +145,8 @@ MEAN_DURATION_S = (MIN_DURATION_S + MAX_DURATION_S) / 2
 TEST_CASE_GAP_S = (3, 9)
 #: Pause between the end of a run and the start of the next one, seconds.
 RUN_GAP_S = (3 * 3600, 5 * 3600)
-#: Share of traffic events that the failing requests add to the handling (primary) service
-#: (their stack traces add continuation lines on top).
-INJECTED_SHARE = (0.03, 0.06)
-#: Same for the secondary services of a fault (owner look-ups in the shared cache).
+#: Share of traffic events that the failing requests add to the secondary services of a fault
+#: (owner look-ups in the shared cache).
 SECONDARY_SHARE = (0.01, 0.02)
 #: Background ERROR lines per traffic line (valid traffic, every test case alike).
 BACKGROUND_ERROR_RATE: dict[str, float] = {"token": 0.003, "code": 0.001, "refresh-token": 0.001}
@@ -1444,8 +1444,10 @@ def render_file(
 
 
 def _fault_requests(g: _Gen, test_case: str, service: str, n: int,
-                    share: tuple[float, float] = INJECTED_SHARE) -> list[list[str]]:
-    """The failing requests of an error test case that this service logs (none if unaffected)."""
+                    share: tuple[float, float]) -> list[list[str]]:
+    """The failing requests of an error test case that this service logs (none if unaffected):
+    in the handling (primary) service, ``share`` of its ``n`` traffic events (their stack traces
+    add continuation lines on top)."""
     fault = FAULTS.get(test_case)
     if fault is None:
         return []
@@ -1462,9 +1464,13 @@ def _fault_requests(g: _Gen, test_case: str, service: str, n: int,
 def shared_faults(config: SynthConfig) -> frozenset[str]:
     """The error test cases whose fault kind is shared (also fails in every test case at the
     background rate): a fixed share of them, chosen by a stable hash of the seed and name."""
-    return frozenset(t for t in FAULTS
-                     if stable_seed(config.seed, "shared", t) % 10_000
-                     < config.shared_faults * 10_000)
+    return _shared_faults(config.seed, config.shared_faults)
+
+
+@functools.cache
+def _shared_faults(seed: int, share: float) -> frozenset[str]:
+    """:func:`shared_faults`, computed once per seed and share (every file asks)."""
+    return frozenset(t for t in FAULTS if stable_seed(seed, "shared", t) % 10_000 < share * 10_000)
 
 
 def _background_faults(g: _Gen, config: SynthConfig, service: str, n: int) -> list[list[str]]:

@@ -5,7 +5,8 @@ code that logged it) and the first line of its message, masked by
 :mod:`lo2_dagster.lib.masking` (stage 1: values by what they look like). Two error statuses that
 differ only in their name, or the same ``Exception:`` logged by two classes, stay apart.
 
-Stage 2 decides by behaviour across the training runs. drain3 (LogLead's settings) first
+Stage 2 decides by behaviour across the training runs. drain3 (LogLead's similarity, depth
+and children; no ``_`` delimiter) first
 groups messages of the same length and prefix and marks the positions where they differ. At
 such a position (:func:`_decide`):
 
@@ -100,7 +101,7 @@ TEMPLATE_SCHEMA: dict[str, pl.DataType] = {
 
 @dataclass(frozen=True)
 class DrainSettings:
-    """LogLead's Drain setup for LO2 (and drain3's defaults): similarity 0.4, depth 4, at most
+    """LogLead's Drain settings for LO2 but its delimiter: similarity 0.4, depth 4, at most
     100 children per node; they decide which messages are compared position by position in
     stage 2, not which positions become wildcards. No extra delimiter by default (LogLead splits
     on ``_``, which cuts base64url ids into a varying number of tokens); :func:`tokens` already
@@ -138,20 +139,23 @@ def template_id(cluster_id: int) -> str:
     return f"e{cluster_id}"
 
 
+#: The event columns a message key holds besides the masked message, in order.
+KEY_COLUMNS = ("level", "logger", "method")
+
+
 def message_key(normalized: str | pl.Expr = "e_message_normalized") -> pl.Expr:
     """``LEVEL logger method - <masked first line>``: what templates are mined from and
-    matched against (events need ``level``, ``logger`` and ``method``, as raw events have)."""
+    matched against (events need :data:`KEY_COLUMNS`, as raw events have)."""
     text = pl.col(normalized) if isinstance(normalized, str) else normalized
-    return pl.concat_str(pl.col("level").fill_null(""), pl.lit(" "),
-                         pl.col("logger").fill_null(""), pl.lit(" "),
-                         pl.col("method").fill_null(""), pl.lit(" - "), text).alias(KEY)
+    header = [part for c in KEY_COLUMNS for part in (pl.col(c).fill_null(""), pl.lit(" "))]
+    return pl.concat_str(*header[:-1], pl.lit(" - "), text).alias(KEY)
 
 
 def message_counts(events: pl.LazyFrame) -> pl.DataFrame:
     """Distinct message keys of one run's events, per service, with their line count and first
     time (events: ``m_message``, ``m_timestamp``, ``service``, ``level``, ``logger``,
     ``method``)."""
-    header = ["service", "level", "logger", "method"]
+    header = ["service", *KEY_COLUMNS]
     lines = (
         events.select(first_line().alias("line"), "m_timestamp", *header)
         .group_by("line", *header)
@@ -204,7 +208,7 @@ class TemplateQuality:
     #: Templates that matched a single training line.
     seen_once: int
     #: drain3's varying positions that stage 2 made wildcards (for some or all of their
-    #: values), and those where it kept values as constants.
+    #: values), and those where it kept two values or more as constants.
     wildcard_positions: int
     kept_positions: int
     #: The kept position with the most distinct values: how many, its drain3 group's template

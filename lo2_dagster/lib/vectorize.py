@@ -148,7 +148,7 @@ class SequenceVectorizer:
                 schema={"token": pl.String, "col": pl.UInt32})
             counted = _without(token_counts(batch, BAGS[vocabulary.bag]), vocabulary.bag,
                                self.excluded)
-            if vocabulary.bag == "drain":
+            if vocabulary.bag == "drain" and "events" in self.spec.features:
                 events = counted.group_by("row").agg(pl.col("count").sum())
             pairs = counted.join(columns, on="token", how="left")
             known = pairs.filter(pl.col("col").is_not_null())
@@ -170,7 +170,7 @@ class SequenceVectorizer:
             rows.append(found["row"].to_numpy())
             cols.append(found["col"].to_numpy())
             values.append(np.ones(len(found)))
-        if events is not None and "events" in self.spec.features:
+        if events is not None:
             rows.append(events["row"].to_numpy())
             cols.append(np.full(len(events), self.column(EVENTS), dtype=np.uint32))
             values.append(events["count"].cast(pl.Float64).to_numpy())
@@ -192,7 +192,8 @@ class SequenceVectorizer:
 
     @property
     def token_columns(self) -> int:
-        """Columns of the bags (they come first; numeric columns follow)."""
+        """Columns of the bags (they come first; service, events and numeric columns
+        follow)."""
         return sum(len(v.tokens) + 1 for v in self.vocabularies)
 
     def column(self, name: str) -> int:

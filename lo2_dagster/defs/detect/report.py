@@ -18,9 +18,8 @@ from lo2_dagster.defs.keys import (
     OWNERS,
     SEQUENCES_ENHANCED,
 )
-from lo2_dagster.lib.baselines import comparison
 from lo2_dagster.lib.explain import example_lines, explain, sequence_columns
-from lo2_dagster.lib.leaks import audit_table, leak_warning
+from lo2_dagster.lib.leaks import leak_warning
 from lo2_dagster.lib.metrics import false_positives
 from lo2_dagster.lib.model import BATCH_ROWS, ModelBundle
 from lo2_dagster.lib.report import (
@@ -31,7 +30,7 @@ from lo2_dagster.lib.report import (
     top_features_png,
 )
 from lo2_dagster.lib.templates import Templates
-from lo2_dagster.meta import markdown_table
+from lo2_dagster.meta import markdown_table, model_quality
 from lo2_dagster.storage import Warehouse, iter_parquet, write_bytes, write_parquet
 
 GROUP = "detect"
@@ -135,18 +134,16 @@ def model_report(
         "false_positive_list": fp_table,
         "recall_by_test_case": markdown_table(pl.DataFrame(model.metrics["recall_by_test_case"])),
         "recall_by_service": markdown_table(pl.DataFrame(model.metrics["recall_by_service"])),
-        "model_vs_baselines": markdown_table(comparison(
-            model.model, model.metrics["test_case"]["roc_auc"],
-            model.metrics.get("baselines", {}).get("test_case_roc_auc", {}))),
-        "leak_audit": markdown_table(audit_table(audit)),
     }
+    quality = model_quality(model.model, model.metrics)
+    tables.update({k: quality[k] for k in ("model_vs_baselines", "leak_audit")})
     write_bytes(folder / "model_report.md", _report_markdown(model, tables).encode())
     seconds = time.perf_counter() - started
     if warning:
         context.log.warning(f"leak audit: {warning}")
     return dg.MaterializeResult(check_results=[dg.AssetCheckResult(
         check_name=LEAK_CHECK, passed=warning is None, severity=dg.AssetCheckSeverity.WARN,
-        description=warning, metadata={"leaking": ", ".join(audit.get("leaking", [])) or "none",
+        description=warning, metadata={"leaking": quality["leaking_signals"],
                                        "level": audit.get("level", 0.0)})], metadata={
         **{f"plot_{name}": dg.MetadataValue.md(markdown_image(png, PLOTS[name][1]))
            for name, png in pngs.items()},
@@ -155,7 +152,7 @@ def model_report(
         "holdout_sequences": len(holdout),
         "holdout_runs": len(model.split.holdout),
         "model": model.model,
-        "leaking_signals": ", ".join(audit.get("leaking", [])) or "none",
+        "leaking_signals": quality["leaking_signals"],
         "model_sha256": model.sha256 or "",
         "threshold": model.threshold,
         "report_folder": dg.MetadataValue.path(str(folder)),

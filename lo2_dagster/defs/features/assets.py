@@ -172,8 +172,9 @@ class DrainTemplatesConfig(dg.Config):
     description=(
         "Log templates of the training runs' distinct message keys: drain3 groups them (in a "
         "fixed order, most frequent first, so the same data gives the same ids on every rerun) "
-        "and a position becomes a wildcard only if its values are nearly all seen in a single "
-        "training run; values that recur (error names, endpoints) stay constants. Stored as "
+        "and a position's values become a wildcard when they are one-off (seen in one training "
+        "run) or each run draws its own; values that recur in every run (error names, "
+        "endpoints) stay constants. Stored as "
         "drain3 state (drain3_state.json) plus templates.parquet. The page shows templates per "
         "service, templates seen once and the widest position kept as a constant."
     ),

@@ -20,8 +20,6 @@ from lo2_dagster.defs.keys import (
     TRAINING_POOL,
     TRAINING_SET,
 )
-from lo2_dagster.lib.baselines import comparison
-from lo2_dagster.lib.leaks import audit_table
 from lo2_dagster.lib.metrics import format_figure
 from lo2_dagster.lib.model import (
     BATCH_ROWS,
@@ -36,7 +34,7 @@ from lo2_dagster.lib.model import (
 )
 from lo2_dagster.lib.models import REGISTRY, model_kind
 from lo2_dagster.lib.vectorize import FeatureSpec
-from lo2_dagster.meta import bullet_list, markdown_table
+from lo2_dagster.meta import bullet_list, markdown_table, model_quality
 from lo2_dagster.storage import Warehouse, iter_parquet, read_parquet
 from lo2_dagster.versions import fingerprint_of, partition_data_versions
 
@@ -227,13 +225,9 @@ def _metadata(bundle: ModelBundle, sha: str, folder: UPath, seconds: float) -> d
         figures[f"baseline/{name}/test_case/roc_auc"] = (
             dg.MetadataValue.float(float(value)) if value is not None
             else dg.MetadataValue.null())
-    audit = metrics.get("leak_audit", {})
     return {
         **figures,
-        "model_vs_baselines": markdown_table(comparison(
-            bundle.model, metrics["test_case"]["roc_auc"], baselines)),
-        "leak_audit": markdown_table(audit_table(audit)),
-        "leaking_signals": ", ".join(audit.get("leaking", [])) or "none",
+        **model_quality(bundle.model, metrics),
         "model": bundle.model,
         "features": ", ".join(bundle.vectorizer.spec.features),
         "feature_columns": len(bundle.vectorizer.feature_names),
