@@ -13,6 +13,7 @@ from pathlib import Path
 ENV_ROOT = "LO2_ROOT"
 ENV_WAREHOUSE = "LO2_WAREHOUSE"
 ENV_ALLOWLIST = "LO2_FP_ALLOWLIST"
+ENV_FOLLOW_SYMLINKS = "LO2_FOLLOW_SYMLINKS"
 
 #: The repository checkout this package runs from (editable install or source tree).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +36,14 @@ def warehouse_root(explicit: str | None = None) -> str:
     if not value:
         return str(REPO_ROOT / "data" / "warehouse")
     return value if "://" in value else str(Path(value).expanduser().resolve())
+
+
+def follow_symlinks(explicit: bool | None = None) -> bool:
+    """Whether symbolic links that lead out of the LO2 root are followed: explicit value, else
+    ``$LO2_FOLLOW_SYMLINKS`` (1, true, yes), else no (a root is read only inside itself)."""
+    if explicit is not None:
+        return explicit
+    return os.environ.get(ENV_FOLLOW_SYMLINKS, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def fp_allowlist(explicit: str | None = None) -> Path:

@@ -64,11 +64,12 @@ def build_warehouse(base: Path, runs: int, seed: int, instance: Any,
     ``monkeypatch``). Returns the run names."""
     from lo2_dagster import settings
     from lo2_dagster.definitions import defs
+    from lo2_dagster.lib.layout import scan_runs
     from lo2_dagster.lib.synth import SynthConfig, generate
     from lo2_dagster.pipeline import add_run_partitions, materialize_all
 
     generate(base / "lo2", SynthConfig(runs=runs, seed=seed, **{"token_lines": 5, **config}))
-    names = sorted(p.name for p in (base / "lo2" / "logs").iterdir())
+    names = scan_runs(base / "lo2").runs
     monkeypatch.setenv(settings.ENV_ROOT, str(base / "lo2"))
     monkeypatch.setenv(settings.ENV_WAREHOUSE, str(base / "warehouse"))
     add_run_partitions(instance, names)
@@ -89,36 +90,66 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {run: folder / f"{run}.parquet" for run in runs}
 
 
-@pytest.fixture(scope="session")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
-    """Three generated runs (seed 5) with the whole asset graph materialized, once per session,
-    on an on-disk instance in ``<base>/home``. Tests work on a copy (``built_copy``)."""
+def _build(tmp_path_factory: pytest.TempPathFactory, name: str, **config: Any
+           ) -> tuple[Path, list[str]]:
+    """Three generated runs (seed 5) with the whole asset graph materialized on an on-disk
+    instance in ``<base>/home``."""
     import dagster as dg
 
-    base = tmp_path_factory.mktemp("built")
+    base = tmp_path_factory.mktemp(name)
     (base / "home").mkdir()
     with pytest.MonkeyPatch.context() as mp, \
             dg.DagsterInstance.local_temp(tempdir=str(base / "home"), overrides=NO_TELEMETRY) \
             as instance:
-        runs = build_warehouse(base, runs=3, seed=5, instance=instance, monkeypatch=mp)
+        runs = build_warehouse(base, runs=3, seed=5, instance=instance, monkeypatch=mp,
+                               **config)
     return base, runs
 
 
-@pytest.fixture
-def built_copy(built: tuple[Path, list[str]], tmp_path: Path,
-               monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, list[str], Any]]:
-    """A copy of ``built``: its data, warehouse and instance (mtimes kept, so the run folders'
-    signatures are those observed), with ``LO2_ROOT`` and ``LO2_WAREHOUSE`` pointing at it.
-    Yields (base, runs, instance)."""
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """Three generated runs (v1 names), the whole asset graph materialized, once per session.
+    Tests work on a copy (``built_copy``)."""
+    return _build(tmp_path_factory, "built")
+
+
+@pytest.fixture(scope="session")
+def built_v2(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """The same in LO2 v2's shape (``SynthConfig.lo2_v2``: v2 names and folders, start-up in
+    each run's first test case only), once per session; copied by ``built_v2_copy``."""
+    from lo2_dagster.lib.synth import LO2_V2_VALUES
+
+    return _build(tmp_path_factory, "built_v2", **LO2_V2_VALUES)
+
+
+def _copy(built: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+          ) -> Iterator[tuple[Path, list[str], Any]]:
+    """A copy of a built world: its data, warehouse and instance (mtimes kept, so the run
+    folders' signatures are those observed), with ``LO2_ROOT`` and ``LO2_WAREHOUSE`` pointing
+    at it. Yields (base, runs, instance)."""
     import dagster as dg
 
     from lo2_dagster import settings
 
     base, runs = built
     copy = tmp_path / "world"
-    shutil.copytree(base, copy)
+    shutil.copytree(base, copy, symlinks=True)
     monkeypatch.setenv(settings.ENV_ROOT, str(copy / "lo2"))
     monkeypatch.setenv(settings.ENV_WAREHOUSE, str(copy / "warehouse"))
     with dg.DagsterInstance.local_temp(tempdir=str(copy / "home"),
                                        overrides=NO_TELEMETRY) as instance:
         yield copy, runs, instance
+
+
+@pytest.fixture
+def built_copy(built: tuple[Path, list[str]], tmp_path: Path,
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, list[str], Any]]:
+    """A copy of ``built`` (see ``_copy``)."""
+    yield from _copy(built, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def built_v2_copy(built_v2: tuple[Path, list[str]], tmp_path: Path,
+                  monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, list[str], Any]]:
+    """A copy of ``built_v2`` (see ``_copy``)."""
+    yield from _copy(built_v2, tmp_path, monkeypatch)

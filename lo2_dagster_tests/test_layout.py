@@ -35,8 +35,8 @@ def test_good_run_key_passes():
 def test_both_layouts_are_accepted(write_run, tmp_path):
     nested = write_run({("correct", "token"): "x"})
     assert logs_dir(nested) == nested / "logs"
-    assert scan_runs(nested) == ([RUN], [])
-    assert scan_runs(nested / "logs") == ([RUN], [])
+    assert scan_runs(nested) == ([RUN], [], [])
+    assert scan_runs(nested / "logs") == ([RUN], [], [])
 
 
 def test_discovery_skips_non_runs(write_run):
@@ -47,10 +47,66 @@ def test_discovery_skips_non_runs(write_run):
     (logs / "bad,name").mkdir()
     (logs / "bad,name" / "correct").mkdir()
     (logs / "bad,name" / "correct" / "a.log").write_text("x")
-    (logs / "light-oauth2-data-2").mkdir()  # named like a run: a run (even if empty)
-    runs, skipped = scan_runs(root)
-    assert runs == [RUN, "light-oauth2-data-2"]
+    (logs / "light-oauth2-data-2").mkdir()  # named like a run, but no logs (yet): not a run
+    runs, skipped, other = scan_runs(root)
+    assert runs == [RUN]
     assert len(skipped) == 1 and "bad,name" in skipped[0] and "comma" in skipped[0]
+    assert other == ["light-oauth2-data-2", "prerun results"]
+
+
+def test_lo2_v2_names_date_runs_and_pre_run_results_are_not_runs(write_run):
+    v2 = "oauth2_logs_LO2_run_1739430001"
+    root = write_run({("correct", "token"): "x"}, run=v2)
+    pre = root / "logs" / "oauth2_logs_LO2_run_pre"  # named like a run; results, no logs
+    (pre / "results").mkdir(parents=True)
+    (pre / "results" / "summary.json").write_text("{}")
+    assert scan_runs(root) == ([v2], [], ["oauth2_logs_LO2_run_pre"])
+    assert names.run_start(v2).isoformat() == "2025-02-13T07:00:01"
+    assert names.run_name(1739430001, "v2") == v2
+
+
+def test_metrics_are_recognised_not_ignored(write_run):
+    root = write_run({("correct", "token"): "x", ("get_token_404", "token"): "y"})
+    run_dir = root / "logs" / RUN
+    (run_dir / "correct" / "metrics").mkdir()
+    (run_dir / "correct" / "metrics" / "cpu.json").write_text("{}")
+    (root / "metrics").mkdir()
+    (root / "metrics" / f"{RUN}.csv").write_text("timestamp,test_name\n")
+    rf = run_files(root, RUN, list_metrics=True)
+    assert rf.ignored == []
+    assert rf.metrics == ["correct/metrics/cpu.json", f"metrics/{RUN}.csv"]
+    assert run_files(root, RUN).metrics == []  # the sensor's signatures do not list them
+    # Pointed at the logs folder itself, the CSV beside it is still found.
+    assert run_files(root / "logs", RUN, list_metrics=True).metrics[-1] == f"metrics/{RUN}.csv"
+
+
+def test_symlinks_out_of_the_root_are_not_followed(write_run, tmp_path):
+    root = write_run({("correct", "token"): "x"})
+    outside = tmp_path / "elsewhere"
+    (outside / "correct").mkdir(parents=True)
+    (outside / "correct" / names.service_file_name("code")).write_text("secret")
+    case = root / "logs" / RUN / "correct"
+    (case / names.service_file_name("user")).symlink_to(outside / "correct" /
+                                                         names.service_file_name("code"))
+    (case / names.service_file_name("key")).symlink_to(case / names.service_file_name("token"))
+    (root / "logs" / "light-oauth2-data-2").symlink_to(outside)
+    rf = run_files(root, RUN)
+    assert [f.service for f in rf.files] == ["key", "token"]  # a link inside the root is fine
+    assert rf.outside_root == [f"correct/{names.service_file_name('user')} -> "
+                               f"{outside / 'correct' / names.service_file_name('code')}"]
+    assert "correct/light-oauth2-oauth2-user-1.log" not in rf.missing
+    scan = scan_runs(root)
+    assert scan.runs == [RUN] and "LO2_FOLLOW_SYMLINKS" in scan.skipped[0]
+    with pytest.raises(LayoutError, match="outside the LO2 root"):
+        run_files(root, "light-oauth2-data-2")
+    # A link loop is not followed either (and is no traceback).
+    (case / names.service_file_name("client")).symlink_to(case / "loop")
+    (case / "loop").symlink_to(case / names.service_file_name("client"))
+    assert len(run_files(root, RUN).outside_root) == 3
+    # The opt-in follows them.
+    assert scan_runs(root, follow_symlinks=True).runs == [RUN, "light-oauth2-data-2"]
+    assert [f.service for f in run_files(root, RUN, follow_symlinks=True).files] == [
+        "key", "token", "user"]  # (the loop is no file: not a service log)
 
 
 def test_has_logs_tells_a_run_being_copied(write_run):
@@ -64,7 +120,7 @@ def test_run_files_reports_unknown_and_missing(write_run):
     root = write_run({("correct", "token"): "x", ("correct", "code"): "y",
                       ("get_token_404", "token"): "z"})
     run_dir = root / "logs" / RUN
-    (run_dir / "correct" / "metrics").mkdir()  # part of LO2: silently ignored
+    (run_dir / "correct" / "metrics").mkdir()  # part of LO2: metrics, not unknown
     (run_dir / "correct" / "notes.md").write_text("?")
     (run_dir / "correct" / "light-oauth2-oauth2-token-2.log").write_text("replica 2?")
     (run_dir / "not_a_test_case").mkdir()

@@ -123,8 +123,9 @@ def test_run_being_copied_waits_until_it_has_logs(write_run):
         assert list(first.dynamic_partitions_requests[0].partition_keys) == [RUN]
         apply(instance, first)
         waiting = evaluate(instance, root, first.cursor)
-        assert not waiting.dynamic_partitions_requests and f"waiting for logs in {RUN_2}" in \
-            waiting.skip_reason.skip_message
+        assert not waiting.dynamic_partitions_requests
+        assert f"folders without logs (being copied, or not runs, such as LO2 v2's pre-run " \
+               f"results): {RUN_2}" in waiting.skip_reason.skip_message
         write_run({("correct", "token"): "x"}, run=RUN_2)  # the copy has arrived
         ready = evaluate(instance, root, waiting.cursor)
         assert list(ready.dynamic_partitions_requests[0].partition_keys) == [RUN_2]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import re
 import subprocess
 import sys
@@ -24,10 +25,14 @@ from lo2_dagster.lib.names import (
 )
 from lo2_dagster.lib.synth import (
     FAULTS,
+    HARD_VALUES,
+    PRE_RUN_FOLDER,
+    TEST_CASE_METRICS,
     SynthConfig,
     SynthSummary,
     abbreviate,
     generate,
+    missing_test_cases,
     plan_runs,
     shared_faults,
 )
@@ -378,6 +383,8 @@ def test_config_is_validated() -> None:
         SynthConfig(schedule="v3")
     with pytest.raises(ValueError, match="error_share"):
         SynthConfig(error_share=(0.2, 0.1))
+    with pytest.raises(ValueError, match="layout"):
+        SynthConfig(layout="v3")
 
 
 # --------------------------------------------------------------------------- harder modes
@@ -444,3 +451,142 @@ def test_v1_schedule_plays_correct_first_for_60_seconds_then_10_each() -> None:
     assert [w.test_case for w in plan.windows] == list(TEST_CASES)
     durations = [(w.end_ms - w.start_ms) // 1000 for w in plan.windows]
     assert durations[0] == 60 and set(durations[1:]) == {10}
+
+
+# --------------------------------------------------------------------------- LO2 v2 layout
+
+#: Seed 0 with 3 runs: the second run lacks some error test cases (RunPlan.missing).
+V2 = SynthConfig.lo2_v2(runs=3, seed=0, token_lines=5)
+V2_RUN_NAME = re.compile(r"^oauth2_logs_LO2_run_\d+$")
+
+
+@pytest.fixture(scope="module")
+def v2(tmp_path_factory: pytest.TempPathFactory) -> Sample:
+    root = tmp_path_factory.mktemp("v2")
+    return Sample(root, generate(root, V2))
+
+
+def test_lo2_v2_is_v2_layout_shuffled_startup_first() -> None:
+    assert (V2.layout, V2.schedule, V2.startup) == ("v2", "shuffled", "first")
+    assert SynthConfig().layout == "v1" and SynthConfig(layout="v1") == SynthConfig()
+    both = SynthConfig.lo2_v2(**HARD_VALUES, runs=2)
+    assert both == SynthConfig.hard(layout="v2", schedule="shuffled", runs=2)
+    assert SynthConfig.lo2_v2(startup="every").startup == "every"  # overrides win
+
+
+def test_v2_run_names_folders_and_summary(v2: Sample) -> None:
+    plans = plan_runs(V2)
+    assert v2.summary.runs == [run_name(p.epoch, "v2") for p in plans] == [p.name for p in plans]
+    assert all(V2_RUN_NAME.match(r) for r in v2.summary.runs)
+    folders = {p.name for p in (v2.root / "logs").iterdir()}
+    assert folders == {*v2.summary.runs, PRE_RUN_FOLDER}
+    assert {p.name for p in (v2.root / "metrics").iterdir()} == {
+        f"{r}.csv" for r in v2.summary.runs}
+    written = [p for p in v2.root.rglob("*") if p.is_file()]
+    assert v2.summary.files == len(written)
+    assert v2.summary.bytes == sum(p.stat().st_size for p in written)
+
+
+def test_v2_pre_run_results_hold_no_logs_and_are_not_a_run(v2: Sample) -> None:
+    folder = v2.root / "logs" / PRE_RUN_FOLDER
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    assert files and not list(folder.rglob("*.log"))
+    assert any(p.is_dir() for p in folder.iterdir())  # a subfolder, as a scanner must expect
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["test_cases"] == len(TEST_CASES)
+    assert summary["finished"] < V2.start_epoch
+    with open(folder / "checks" / "test_cases.csv", newline="") as fh:
+        assert [r["test_case"] for r in csv.DictReader(fh)] == list(TEST_CASES)
+    assert PRE_RUN_FOLDER not in v2.summary.runs
+
+
+def test_v2_test_cases_have_small_prometheus_metrics(v2: Sample) -> None:
+    expected = {f"{name}.json" for name in TEST_CASE_METRICS}
+    for plan in plan_runs(V2):
+        for window in plan.windows:
+            folder = v2.root / "logs" / plan.name / window.test_case / "metrics"
+            paths = sorted(folder.iterdir())
+            assert {p.name for p in paths} == expected, folder
+            assert sum(p.stat().st_size for p in paths) < 4096
+            for path in paths:
+                body = json.loads(path.read_text())
+                assert body["status"] == "success"
+                assert body["data"]["resultType"] == "matrix"
+                [series] = body["data"]["result"]
+                assert series["metric"]["__name__"] == path.stem
+                stamps = [ts for ts, _ in series["values"]]
+                assert stamps and stamps == sorted(stamps)
+                assert window.start_ms <= stamps[0] * 1000 and stamps[-1] * 1000 < window.end_ms
+                assert all(isinstance(v, str) and float(v) >= 0 for _, v in series["values"])
+
+
+def test_v2_metrics_flag_also_skips_per_test_case_metrics(tmp_path: Path) -> None:
+    generate(tmp_path, SynthConfig.lo2_v2(runs=1, token_lines=5, init_lines=5, metrics=False))
+    assert not list(tmp_path.rglob("metrics"))
+    assert (tmp_path / "logs" / PRE_RUN_FOLDER / "summary.json").is_file()
+
+
+def test_v2_some_runs_lack_error_cases_but_never_correct(v2: Sample) -> None:
+    plans = plan_runs(V2)
+    assert [bool(p.missing) for p in plans] == [False, True, False]  # documented for seed 0
+    for plan in plans:
+        assert CORRECT not in plan.missing and len(plan.missing) <= 3
+        assert set(plan.missing) <= set(ERROR_TEST_CASES)
+        present = set(TEST_CASES) - set(plan.missing)
+        assert {w.test_case for w in plan.windows} == present
+        assert {p.name for p in (v2.root / "logs" / plan.name).iterdir()} == present
+        with open(v2.root / "metrics" / f"{plan.name}.csv", newline="") as fh:
+            assert {r["test_name"] for r in csv.DictReader(fh)} == present
+    # About one run in three, 1-3 cases each; never in the v1 layout.
+    lost = [missing_test_cases(V2, i) for i in range(600)]
+    assert 0.25 < sum(map(bool, lost)) / len(lost) < 0.42
+    assert {len(m) for m in lost} == {0, 1, 2, 3}
+    assert not any(missing_test_cases(SynthConfig(), i) for i in range(100))
+
+
+def test_v2_start_up_output_only_in_each_runs_first_shuffled_test_case(v2: Sample) -> None:
+    plans = plan_runs(V2)
+    assert any(p.windows[0].test_case != CORRECT for p in plans)  # shuffled, not v1's order
+    for plan in plans:
+        first = plan.windows[0].test_case
+        for path in sorted((v2.root / "logs" / plan.name).glob("*/*.log")):
+            lines = lines_of(path)
+            starts = "server starts" in lines[0]
+            assert starts == (path.parent.name == first), path
+            if starts:
+                assert "Https Server started" in lines[INIT - 1]
+
+
+def test_v2_same_config_is_byte_identical(tmp_path: Path, v2: Sample) -> None:
+    again = tmp_path / "again"
+    generate(again, V2)
+    assert digests(again) == digests(v2.root)
+    other = tmp_path / "other"
+    generate(other, SynthConfig.lo2_v2(runs=1, seed=1, token_lines=5, init_lines=5))
+    assert digests(other) != digests(v2.root)
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ([], SynthConfig()),
+    (["--hard"], SynthConfig.hard()),
+    (["--layout", "v1"], SynthConfig()),
+    (["--layout", "v2"], SynthConfig.lo2_v2()),
+    (["--layout", "v2", "--hard"], SynthConfig.lo2_v2(**HARD_VALUES)),
+    (["--layout", "v2", "--hard", "--startup", "every", "--schedule", "v1"],
+     SynthConfig.hard(layout="v2", startup="every", schedule="v1")),
+    (["--layout", "v2", "--schedule", "v1"], SynthConfig.lo2_v2(schedule="v1")),
+])
+def test_cli_layout_flag_builds_the_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                           flags: list[str], expected: SynthConfig) -> None:
+    from lo2_dagster import cli
+    from lo2_dagster.lib import synth
+
+    seen: list[SynthConfig] = []
+
+    def fake_generate(out: Path, config: SynthConfig) -> SynthSummary:
+        seen.append(config)
+        return SynthSummary(Path(out), [], 0, 0, 0, 0.0)
+
+    monkeypatch.setattr(synth, "generate", fake_generate)
+    assert cli.main(["synth", str(tmp_path), *flags]) == 0
+    assert seen == [expected]

@@ -6,28 +6,38 @@ import dagster as dg
 
 from lo2_dagster import settings
 from lo2_dagster.lib.allowlist import Allowlist, AllowlistError, load_allowlist
-from lo2_dagster.lib.layout import has_logs, scan_runs
+from lo2_dagster.lib.layout import RunScan, has_logs, run_signature, scan_runs
 from lo2_dagster.storage import DrainTemplatesStore, ModelStore, Warehouse, WarehouseIOManager
 
 
 class Lo2Root(dg.ConfigurableResource):
     """The LO2 dataset on disk: ``path``, else ``$LO2_ROOT``, else the committed sample.
 
-    Both layouts are accepted: ``<root>/logs/<run>/...`` (as downloaded) and ``<root>/<run>/...``.
+    Both layouts are accepted: ``<root>/logs/<run>/...`` (as downloaded) and ``<root>/<run>/...``,
+    with LO2 v1 or v2 run folders. Symbolic links leading out of the root are not followed unless
+    ``follow_symlinks`` (default: ``$LO2_FOLLOW_SYMLINKS``) says so.
     """
 
     path: str | None = None
+    follow_symlinks: bool | None = None
 
     def resolve(self) -> Path:
         return settings.lo2_root(self.path)
 
-    def scan(self) -> tuple[list[str], list[str]]:
-        """Run folder names found under the root (sorted), and folders skipped with the reason."""
-        return scan_runs(self.resolve())
+    def follows_symlinks(self) -> bool:
+        return settings.follow_symlinks(self.follow_symlinks)
+
+    def scan(self) -> RunScan:
+        """The run folders under the root, folders skipped (with the reason) and other folders."""
+        return scan_runs(self.resolve(), self.follows_symlinks())
 
     def has_logs(self, run: str) -> bool:
         """Whether the run folder already holds service logs (it may be being copied)."""
-        return has_logs(self.resolve(), run)
+        return has_logs(self.resolve(), run, self.follows_symlinks())
+
+    def signature(self, run: str) -> str:
+        """The cheap signature of a run folder's files (see ``layout.run_signature``)."""
+        return run_signature(self.resolve(), run, self.follows_symlinks())
 
 
 class FpAllowlistFile(dg.ConfigurableResource):

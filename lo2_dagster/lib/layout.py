@@ -1,13 +1,24 @@
-"""Where the LO2 files are: the logs folder, the runs in it, and the files of one run."""
+"""Where the LO2 files are: the logs folder, the runs in it, and the files of one run.
+
+Both LO2 versions' layouts are read: run folders named ``light-oauth2-data-<epoch>`` (v1) or
+``oauth2_logs_LO2_run_<epoch>`` (v2), or anything else that holds test-case folders of logs. A
+folder is a run by what it holds, not by its name: LO2 v2's archive keeps a folder of pre-run
+results beside the runs, with no logs, and that is not a run.
+
+Symbolic links are followed only while they stay inside the LO2 root (a link to ``/etc`` is not
+read); ``follow_symlinks=True`` (``$LO2_FOLLOW_SYMLINKS=1``) is the opt-in for roots made of
+links to other disks.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from lo2_dagster.lib.names import (
-    RUN_PREFIX,
     SERVICES,
     TEST_CASES,
     InvalidRunKey,
@@ -16,8 +27,8 @@ from lo2_dagster.lib.names import (
     validate_run_key,
 )
 
-#: Folders that LO2 itself puts inside a test case folder; not logs, ignored silently.
-KNOWN_TEST_CASE_SUBFOLDERS = frozenset({"metrics"})
+#: Folders that LO2 itself puts inside a run or test case folder: metrics, not logs.
+METRICS_FOLDER = "metrics"
 
 
 class LayoutError(ValueError):
@@ -35,32 +46,83 @@ def logs_dir(root: Path) -> Path:
     return root / "logs" if (root / "logs").is_dir() else root
 
 
-def _looks_like_run(path: Path) -> bool:
-    """A run is a folder named like LO2 runs, or any folder holding test-case folders of logs."""
-    if path.name.startswith(RUN_PREFIX):
-        return True
+def outside_root(path: Path, root: Path, follow_symlinks: bool) -> Path | None:
+    """Where ``path`` really is, if it is a symbolic link that leads outside ``root`` (and links
+    are not to be followed there); else None."""
+    if follow_symlinks or not path.is_symlink():
+        return None
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):  # a dangling link or a loop: nothing to follow
+        return Path(os.readlink(path))
+    inside = target.is_relative_to(Path(root).resolve()) or target.is_relative_to(
+        logs_dir(root).resolve())
+    return None if inside else target
+
+
+def _holds_logs(path: Path) -> bool:
+    """Whether any sub-folder of ``path`` holds a ``.log`` file (test-case folders of a run).
+    Raises OSError for a folder that cannot be listed."""
     return any(sub.is_dir() and any(sub.glob("*.log")) for sub in path.iterdir())
 
 
-def scan_runs(root: Path) -> tuple[list[str], list[str]]:
-    """Sorted names of the run folders under an LO2 root (either layout), and the folders
-    skipped because their name cannot be a partition key (each with the reason)."""
-    runs, skipped = [], []
+class RunScan(NamedTuple):
+    """What a scan of the LO2 root found."""
+
+    #: Run folder names, sorted: folders whose sub-folders hold ``.log`` files.
+    runs: list[str]
+    #: Folders that hold logs but cannot be runs, each with the reason and the fix (warned about).
+    skipped: list[str]
+    #: Folders without any logs, e.g. LO2 v2's pre-run results, or a run still being copied.
+    other: list[str]
+
+
+def scan_runs(root: Path, follow_symlinks: bool = False) -> RunScan:
+    """The run folders under an LO2 root (either layout, either LO2 version)."""
+    runs, skipped, other = [], [], []
     for path in sorted(logs_dir(root).iterdir()):
-        if not path.is_dir() or path.name.startswith(".") or not _looks_like_run(path):
+        if not path.is_dir() or path.name.startswith("."):
+            continue
+        target = outside_root(path, root, follow_symlinks)
+        if target is not None:
+            skipped.append(f"{path}: a symbolic link to {target}, outside the LO2 root; not "
+                           "followed (set LO2_FOLLOW_SYMLINKS=1 to follow links out of the root)")
+            continue
+        try:
+            holds_logs = _holds_logs(path)
+        except OSError as e:
+            skipped.append(f"{path}: cannot be listed ({e.strerror}); fix its permissions")
+            continue
+        if not holds_logs:
+            other.append(path.name)
             continue
         try:
             runs.append(validate_run_key(path.name))
         except InvalidRunKey as e:
             skipped.append(f"{path}: {e}")
-    return runs, skipped
+    return RunScan(runs, skipped, other)
 
 
-def has_logs(root: Path, run: str) -> bool:
+def nested_roots(root: Path, follow_symlinks: bool = False) -> list[Path]:
+    """Folders one or two levels below ``root`` that hold runs, for the error message when
+    ``root`` itself holds none (an archive unpacked into a folder of its own)."""
+    found = []
+    for sub in sorted(p for p in Path(root).iterdir() if p.is_dir()):
+        for candidate in (sub, *sorted(p for p in sub.iterdir() if p.is_dir())):
+            try:
+                if scan_runs(candidate, follow_symlinks).runs:
+                    found.append(candidate)
+                    break
+            except (LayoutError, OSError):
+                continue
+    return found
+
+
+def has_logs(root: Path, run: str, follow_symlinks: bool = False) -> bool:
     """Whether a run folder holds at least one service log in a known test-case folder (a run
     still being created or copied may not yet)."""
     try:
-        return bool(run_files(root, run).files)
+        return bool(run_files(root, run, follow_symlinks).files)
     except LayoutError:
         return False
 
@@ -83,6 +145,11 @@ class RunFiles:
     files: list[LogFile] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # "<test_case>/<file>" expected, absent
     ignored: list[str] = field(default_factory=list)  # unknown entries, relative to run_dir
+    #: Metrics beside the logs: ``<test_case>/metrics/<file>`` (LO2 v2's Prometheus JSON) and
+    #: the run's ``metrics/<run>.csv`` at the LO2 root (its path relative to the root).
+    metrics: list[str] = field(default_factory=list)
+    #: Symbolic links that lead outside the LO2 root, not followed: ``<entry> -> <target>``.
+    outside_root: list[str] = field(default_factory=list)
 
     @property
     def test_cases(self) -> list[str]:
@@ -95,11 +162,14 @@ class RunFiles:
         return [tc for tc in TEST_CASES if tc not in present]
 
 
-def run_files(root: Path, run: str) -> RunFiles:
+def run_files(root: Path, run: str, follow_symlinks: bool = False,
+              list_metrics: bool = False) -> RunFiles:
     """List the log files of ``run``, sorted by test case then service.
 
-    Unknown folders and files are reported in ``ignored``, absent service files in ``missing``.
-    A run folder without any known test-case folder is an error naming the folder.
+    Unknown folders and files are reported in ``ignored``, absent service files in ``missing``,
+    metrics in ``metrics`` (if ``list_metrics``: LO2 v2's archive is mostly metrics, so the
+    sensor's signatures skip them), links out of the root in ``outside_root``. A run folder
+    without any known test-case folder is an error naming the folder.
     """
     validate_run_key(run)
     base = logs_dir(root)
@@ -107,46 +177,81 @@ def run_files(root: Path, run: str) -> RunFiles:
     if not run_dir.is_dir():
         raise LayoutError(
             f"Run folder {run_dir} not found. Is LO2_ROOT right (now {Path(root)})? If the run "
-            "was removed, delete its partition in the Dagster UI."
+            f"was removed on purpose, forget its partition: lo2-dagster forget {run}"
+        )
+    target = outside_root(run_dir, root, follow_symlinks)
+    if target is not None:
+        raise LayoutError(
+            f"Run folder {run_dir} is a symbolic link to {target}, outside the LO2 root: not "
+            "followed. Set LO2_FOLLOW_SYMLINKS=1 if the root is made of links on purpose."
         )
     result = RunFiles(run=run, run_dir=run_dir)
     known_cases = set(TEST_CASES)
     for entry in sorted(run_dir.iterdir()):
-        if entry.is_dir() and entry.name in known_cases:
-            _add_test_case(result, entry)
+        target = outside_root(entry, root, follow_symlinks)
+        if target is not None:
+            result.outside_root.append(f"{entry.name} -> {target}")
+        elif entry.is_dir() and entry.name in known_cases:
+            _add_test_case(result, entry, root, follow_symlinks, list_metrics)
+        elif entry.is_dir() and entry.name == METRICS_FOLDER:
+            result.metrics.extend(_metrics_files(entry, run_dir) if list_metrics else ())
         else:
             result.ignored.append(entry.name + ("/" if entry.is_dir() else ""))
     if not result.files and not result.missing:
         raise LayoutError(
             f"Run folder {run_dir} has no test-case folders (expected e.g. "
             f"{run_dir / 'correct' / service_file_name('token')}). Re-copy the run, or remove "
-            "the folder and its partition."
+            f"the folder and forget its partition: lo2-dagster forget {run}"
         )
+    if list_metrics:
+        result.metrics.extend(_metrics_csv(root, run))
     return result
 
 
-def _add_test_case(result: RunFiles, case_dir: Path) -> None:
-    """Add one test case folder's service logs to ``result``."""
+def _metrics_files(folder: Path, run_dir: Path) -> list[str]:
+    """The files of a metrics folder, relative to the run folder."""
+    return [str(p.relative_to(run_dir)) for p in sorted(folder.rglob("*")) if p.is_file()]
+
+
+def _metrics_csv(root: Path, run: str) -> list[str]:
+    """The run's ``metrics/<run>.csv`` beside the logs folder, if any (path from the root)."""
+    base = logs_dir(root)
+    for folder in dict.fromkeys((Path(root) / METRICS_FOLDER, base.parent / METRICS_FOLDER)):
+        csv = folder / f"{run}.csv"
+        if csv.is_file():
+            return [str(csv.relative_to(base.parent))]
+    return []
+
+
+def _add_test_case(result: RunFiles, case_dir: Path, root: Path, follow_symlinks: bool,
+                   list_metrics: bool) -> None:
+    """Add one test case folder's service logs (and metrics) to ``result``."""
     present: dict[str, Path] = {}
     for entry in sorted(case_dir.iterdir()):
+        target = outside_root(entry, root, follow_symlinks)
         service = service_of_file(entry.name) if entry.is_file() else None
-        if service is not None:
+        if target is not None:
+            result.outside_root.append(f"{case_dir.name}/{entry.name} -> {target}")
+        elif service is not None:
             present[service] = entry
-        elif not (entry.is_dir() and entry.name in KNOWN_TEST_CASE_SUBFOLDERS):
+        elif entry.is_dir() and entry.name == METRICS_FOLDER:
+            result.metrics.extend(_metrics_files(entry, result.run_dir) if list_metrics else ())
+        else:
             result.ignored.append(f"{case_dir.name}/{entry.name}" + ("/" if entry.is_dir() else ""))
     for service in SERVICES:
         if service in present:
             result.files.append(LogFile(present[service], case_dir.name, service))
-        else:
+        elif not any(o.startswith(f"{case_dir.name}/{service_file_name(service)} ")
+                     for o in result.outside_root):
             result.missing.append(f"{case_dir.name}/{service_file_name(service)}")
 
 
-def run_signature(root: Path, run: str) -> str:
+def run_signature(root: Path, run: str, follow_symlinks: bool = False) -> str:
     """A cheap fingerprint of a run folder's log files (name, size, modification time; no
     content read): it changes when a file is added, removed, rewritten or touched. Reading a
     changed run tells whether its content changed too (the raw events' data version)."""
     digest = hashlib.sha256()
-    for log in run_files(root, run).files:
+    for log in run_files(root, run, follow_symlinks).files:
         stat = log.path.stat()
         digest.update(f"{log.test_case}/{log.path.name}\t{stat.st_size}\t{stat.st_mtime_ns}\n"
                       .encode())

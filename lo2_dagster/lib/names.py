@@ -71,7 +71,12 @@ TEST_CASES: tuple[str, ...] = (CORRECT, *ERROR_TEST_CASES)
 SERVICES: tuple[str, ...] = ("client", "code", "key", "refresh-token", "service", "token", "user")
 
 RUN_PREFIX = "light-oauth2-data-"
-_RUN_NAME = re.compile(r"^light-oauth2-data-(\d+)$")
+#: LO2 v2's run folders: ``oauth2_logs_LO2_run_<epoch>``.
+RUN_PREFIX_V2 = "oauth2_logs_LO2_run_"
+RUN_PREFIXES = (RUN_PREFIX, RUN_PREFIX_V2)
+#: The start time a run folder's name carries: LO2 v1 and v2 names, and any other name that
+#: ends in ``-`` or ``_`` and 10 digits (epoch seconds, 2001-2286), e.g. a renamed copy.
+_RUN_NAME = re.compile(r"^(?:light-oauth2-data-(\d+)|oauth2_logs_LO2_run_(\d+)|.*[-_](\d{10}))$")
 _SERVICE_FILE = re.compile(r"^light-oauth2-oauth2-(.+)-1\.log$")
 _FORBIDDEN_IN_KEY = ("/", "\\", ",", "\n", "\r", "\t")
 
@@ -87,15 +92,18 @@ def service_of_file(file_name: str) -> str | None:
     return m.group(1) if m and m.group(1) in SERVICES else None
 
 
-def run_name(epoch: int) -> str:
-    """Folder name of a run that started at ``epoch`` (seconds, UTC)."""
-    return f"{RUN_PREFIX}{epoch}"
+def run_name(epoch: int, layout: str = "v1") -> str:
+    """Folder name of a run that started at ``epoch`` (seconds, UTC), as LO2 ``v1`` or ``v2``
+    names it."""
+    return f"{RUN_PREFIX_V2 if layout == 'v2' else RUN_PREFIX}{epoch}"
 
 
 def run_epoch(run: str) -> int | None:
-    """Start time (epoch seconds) encoded in a run folder name, or None if it has none."""
+    """Start time (epoch seconds) encoded in a run folder name (v1, v2 or a trailing epoch),
+    or None if it has none."""
     m = _RUN_NAME.match(run)
-    return int(m.group(1)) if m else None
+    digits = next((g for g in m.groups() if g), None) if m else None
+    return int(digits) if digits else None
 
 
 def run_start(run: str) -> datetime | None:

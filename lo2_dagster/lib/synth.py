@@ -9,6 +9,19 @@ duration. An error test case adds a few % of failing requests (status ERROR line
 Java stack traces) to the 1-2 services that handle the failing endpoint only (``FAULTS``);
 its other services look exactly like ``correct`` traffic, which has rare ERROR lines too.
 
+Two folder layouts (``SynthConfig.layout``):
+
+- ``v1`` (the default; LO2 v1's archive): ``<out>/logs/light-oauth2-data-<epoch>/<test_case>/``
+  with the 7 service logs, all 54 test cases in every run, and ``<out>/metrics/<run>.csv``.
+- ``v2`` (LO2 v2's archive; ``SynthConfig.lo2_v2()`` also sets v2's schedule and start-up):
+  runs named ``oauth2_logs_LO2_run_<epoch>``; beside them ``<out>/logs/pre_run_results/``
+  (``PRE_RUN_FOLDER``: a JSON summary and a CSV of the load generator's check of every test
+  case before the runs, no ``.log`` file anywhere: it is not a run); in every test case folder
+  a ``metrics/`` folder with small Prometheus ``query_range`` JSON files
+  (``TEST_CASE_METRICS``); and about one run in three (``LOST_RUN_SHARE``) lacks 1-3 error
+  test cases (``RunPlan.missing``: no folder, no window), as when LO2's load generator lost
+  its connection. ``<out>/metrics/<run>.csv`` is written as in v1.
+
 Each file is generated from its own ``random.Random`` seeded with a stable hash of
 ``(seed, run, test_case, service)``, so output is byte-identical for a config and one file's
 content does not depend on which other files were generated.
@@ -18,17 +31,27 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import random
+import re
 import time
 from base64 import b64encode, urlsafe_b64encode
 from binascii import b2a_base64
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
-from lo2_dagster.lib.names import CORRECT, SERVICES, TEST_CASES, run_name, service_file_name
+from lo2_dagster.lib.names import (
+    CORRECT,
+    ERROR_TEST_CASES,
+    SERVICES,
+    TEST_CASES,
+    run_name,
+    service_file_name,
+)
 
 # --------------------------------------------------------------------------- public API
 
@@ -74,19 +97,28 @@ class SynthConfig:
     #: Values of varied lengths and alphabets (user names, secrets with symbols, passwords,
     #: ids of any length, non-ASCII credentials) instead of fixed-format ids.
     varied_values: bool = False
+    #: Folder layout of LO2 ``v1`` (``light-oauth2-data-<epoch>`` runs, nothing else) or
+    #: ``v2`` (``oauth2_logs_LO2_run_<epoch>`` runs, a ``pre_run_results`` folder beside them,
+    #: per-test-case ``metrics/`` JSON when ``metrics`` is on, some runs lacking 1-3 error
+    #: test cases). Only names and folders: ``schedule`` and ``startup`` stay as given
+    #: (:meth:`lo2_v2` sets all three as LO2 v2 has them).
+    layout: str = "v1"
 
     @classmethod
     def hard(cls, **overrides: object) -> SynthConfig:
-        """The hard mode: start-up only in each run's first test case, failing requests adding
-        0.5-2 % to the traffic lines in error cases, 0.1-0.4 % of shared kinds in every test case
-        (half of the fault kinds are shared: their error cases are frequency shifts only),
-        varied values."""
-        values: dict[str, object] = {
-            "startup": "first", "error_share": (0.005, 0.02),
-            "background_faults": (0.001, 0.004), "shared_faults": 0.5, "varied_values": True,
-        }
-        values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
+        """The hard mode (``HARD_VALUES``): start-up only in each run's first test case,
+        failing requests adding 0.5-2 % to the traffic lines in error cases, 0.1-0.4 % of
+        shared kinds in every test case (half of the fault kinds are shared: their error cases
+        are frequency shifts only), varied values. ``overrides`` win."""
+        return cls(**{**HARD_VALUES, **overrides})  # type: ignore[arg-type]
+
+    @classmethod
+    def lo2_v2(cls, **overrides: object) -> SynthConfig:
+        """LO2 v2's shape (``LO2_V2_VALUES``): v2 layout, shuffled order with 20-180 s per test
+        case, start-up output only in each run's first test case. ``overrides`` win; to combine
+        with the hard mode, merge the presets: ``SynthConfig.lo2_v2(**HARD_VALUES, runs=5)``
+        (they agree on ``startup``)."""
+        return cls(**{**LO2_V2_VALUES, **overrides})  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         """Refuse values that cannot produce a meaningful dataset."""
@@ -104,6 +136,8 @@ class SynthConfig:
             raise ValueError(f"startup must be 'every' or 'first', got {self.startup!r}")
         if self.schedule not in ("shuffled", "v1"):
             raise ValueError(f"schedule must be 'shuffled' or 'v1', got {self.schedule!r}")
+        if self.layout not in ("v1", "v2"):
+            raise ValueError(f"layout must be 'v1' or 'v2', got {self.layout!r}")
         for name in ("error_share", "background_faults"):
             low, high = getattr(self, name)
             if not 0 <= low <= high < 1:
@@ -113,9 +147,23 @@ class SynthConfig:
             raise ValueError(f"shared_faults must be within [0, 1], got {self.shared_faults}")
 
 
+#: The hard mode's values (:meth:`SynthConfig.hard`).
+HARD_VALUES: Mapping[str, object] = MappingProxyType({
+    "startup": "first", "error_share": (0.005, 0.02),
+    "background_faults": (0.001, 0.004), "shared_faults": 0.5, "varied_values": True,
+})
+#: LO2 v2's shape (:meth:`SynthConfig.lo2_v2`).
+LO2_V2_VALUES: Mapping[str, object] = MappingProxyType({
+    "layout": "v2", "schedule": "shuffled", "startup": "first",
+})
+
+
 @dataclass(frozen=True)
 class SynthSummary:
-    """What ``generate`` wrote: totals over every file (logs and metrics CSVs)."""
+    """What ``generate`` wrote: totals over every file it wrote (logs, metrics CSVs and, in
+    the v2 layout, the per-test-case metrics JSON and the pre-run results). ``lines`` counts
+    physical lines: a log's lines, a CSV's rows with its header, a JSON file's lines (one for
+    each compact per-test-case metrics file)."""
 
     root: Path
     runs: list[str]
@@ -1319,14 +1367,16 @@ class Window:
 
 @dataclass(frozen=True)
 class RunPlan:
-    """A run: its name, start, shuffled test-case windows, container IPs and the order in
-    which the containers join the Hazelcast cluster."""
+    """A run: its name, start, shuffled test-case windows, container IPs, the order in
+    which the containers join the Hazelcast cluster, and the error test cases it lacks (v2
+    layout only; they have no window and no folder)."""
 
     name: str
     epoch: int
     windows: tuple[Window, ...]
     ips: dict[str, str]
     join_order: tuple[str, ...]
+    missing: tuple[str, ...] = ()
 
     @property
     def end_ms(self) -> int:
@@ -1334,8 +1384,28 @@ class RunPlan:
         return self.windows[-1].end_ms
 
 
+#: v2 layout: share of the runs that lack some error test cases, and how many they lack.
+LOST_RUN_SHARE = 1 / 3
+LOST_TEST_CASES = (1, 3)
+
+
+def missing_test_cases(config: SynthConfig, index: int) -> tuple[str, ...]:
+    """The error test cases that run ``index`` lacks (in their listed order; never
+    ``correct``): none in the v1 layout; in v2, 1-3 of them in about one run in three (LO2 v2's
+    load generator lost its connection now and then). Drawn from their own seed, so the rest
+    of the plan's draws do not move them. With seed 0 and 3 runs, the second run lacks some."""
+    if config.layout != "v2":
+        return ()
+    rng = random.Random(stable_seed(config.seed, "disconnected", index))
+    if rng.random() >= LOST_RUN_SHARE:
+        return ()
+    lost = set(rng.sample(ERROR_TEST_CASES, rng.randint(*LOST_TEST_CASES)))
+    return tuple(t for t in ERROR_TEST_CASES if t in lost)
+
+
 def plan_runs(config: SynthConfig) -> list[RunPlan]:
-    """The runs of a config: shuffled order, durations and gaps, all from the seed."""
+    """The runs of a config: names (``config.layout``), order, durations and gaps, and (v2)
+    the test cases each run lacks, all from the seed."""
     plans: list[RunPlan] = []
     epoch = config.start_epoch
     for index in range(config.runs):
@@ -1345,6 +1415,9 @@ def plan_runs(config: SynthConfig) -> list[RunPlan]:
         order = list(TEST_CASES)
         if config.schedule == "shuffled":
             rng.shuffle(order)
+        missing = missing_test_cases(config, index)
+        if missing:
+            order = [t for t in order if t not in missing]
         t = epoch * 1000
         windows = []
         for test_case in order:
@@ -1358,7 +1431,8 @@ def plan_runs(config: SynthConfig) -> list[RunPlan]:
         ips = {s: f"172.18.0.{h}" for s, h in zip(SERVICES, hosts, strict=True)}
         join_order = list(SERVICES)
         rng.shuffle(join_order)
-        plans.append(RunPlan(run_name(epoch), epoch, tuple(windows), ips, tuple(join_order)))
+        plans.append(RunPlan(run_name(epoch, config.layout), epoch, tuple(windows), ips,
+                             tuple(join_order), missing))
     return plans
 
 
@@ -1531,11 +1605,79 @@ def render_metrics(config: SynthConfig, plan: RunPlan) -> tuple[str, int]:
     return "\n".join(rows), n_lines
 
 
+#: v2 layout: the Prometheus series saved in each test case's ``metrics/`` folder, one
+#: ``query_range`` response per file ``<name>.json`` (sampled every ``METRICS_STEP_S``).
+TEST_CASE_METRICS: tuple[str, ...] = ("node_load1", "node_memory_MemAvailable_bytes")
+_NODE_LABELS = {"instance": "node-exporter:9100", "job": "node"}
+
+
+def render_test_case_metrics(config: SynthConfig, plan: RunPlan,
+                             window: Window) -> dict[str, str]:
+    """The ``metrics/`` files of one test case (v2 layout): file name -> compact JSON text
+    (one line), in the Prometheus HTTP API's ``query_range`` shape
+    (``{"status": "success", "data": {"resultType": "matrix", "result": [{"metric": {...},
+    "values": [[ts, "value"], ...]}]}}``), one sample per 10 s of the window; ~0.5 KB a file."""
+    rng = random.Random(stable_seed(config.seed, plan.name, window.test_case, "metrics"))
+    first = -(-window.start_ms // 1000)
+    stamps = range(first, (window.end_ms - 1) // 1000 + 1, METRICS_STEP_S)  # end exclusive
+    load, mem = rng.uniform(0.3, 2.5), rng.randint(5_000_000_000, 7_000_000_000)
+    loads, mems = [], []
+    for ts in stamps:
+        load = min(4.0, max(0.05, load + rng.uniform(-0.3, 0.3)))
+        mem = min(7_500_000_000, max(4_000_000_000, mem + rng.randint(-40_000_000, 40_000_000)))
+        loads.append([ts, f"{load:.2f}"])
+        mems.append([ts, str(mem)])
+    out = {}
+    for name, values in zip(TEST_CASE_METRICS, (loads, mems), strict=True):
+        body = {"status": "success", "data": {"resultType": "matrix", "result": [
+            {"metric": {"__name__": name, **_NODE_LABELS}, "values": values}]}}
+        out[f"{name}.json"] = json.dumps(body, separators=(",", ":")) + "\n"
+    return out
+
+
+#: v2 layout: the folder of pre-run results beside the run folders (``<out>/logs/<this>/``);
+#: it holds no ``.log`` file, so it is not a run.
+PRE_RUN_FOLDER = "pre_run_results"
+_STATUS_IN_NAME = re.compile(r"_(\d{3})(?:_|$)")
+
+
+def render_pre_run_results(config: SynthConfig) -> dict[str, str]:
+    """The files of ``PRE_RUN_FOLDER`` (v2 layout): path relative to it -> text.
+
+    ``summary.json``: when the load generator checked the deployment (shortly before the
+    first run) and how many test cases answered as expected; ``checks/test_cases.csv``: one
+    row per test case (expected and observed HTTP status, latency). A function of the seed
+    and ``start_epoch`` only (not of the number of runs).
+    """
+    rng = random.Random(stable_seed(config.seed, PRE_RUN_FOLDER))
+    started = config.start_epoch - rng.randint(600, 1800)
+    rows = ["test_case,expected_status,status,latency_ms,passed"]
+    for test_case in TEST_CASES:
+        m = _STATUS_IN_NAME.search(test_case)
+        status = int(m.group(1)) if m else 200
+        rows.append(f"{test_case},{status},{status},{rng.randint(4, 180)},true")
+    summary = {
+        "target": "light-oauth2",
+        "started": started,
+        "finished": started + rng.randint(60, 240),
+        "test_cases": len(TEST_CASES),
+        "passed": len(TEST_CASES),
+        "failed": 0,
+        "services": [service_file_name(s)[: -len(".log")] for s in SERVICES],
+    }
+    return {
+        "summary.json": json.dumps(summary, indent=2) + "\n",
+        "checks/test_cases.csv": "\n".join(rows) + "\n",
+    }
+
+
 # --------------------------------------------------------------------------- generate
 
 
 def generate(out: Path, config: SynthConfig = SynthConfig()) -> SynthSummary:
-    """Write ``out/logs/<run>/<test_case>/<service log>`` (and ``out/metrics/<run>.csv``).
+    """Write ``out/logs/<run>/<test_case>/<service log>`` (and ``out/metrics/<run>.csv``);
+    in the v2 layout also ``out/logs/pre_run_results/`` and (with ``metrics``)
+    ``out/logs/<run>/<test_case>/metrics/*.json``, and runs may lack some error test cases.
 
     Existing files are overwritten; nothing else in ``out`` is touched.
     """
@@ -1543,7 +1685,15 @@ def generate(out: Path, config: SynthConfig = SynthConfig()) -> SynthSummary:
     out = Path(out)
     files = lines = size = 0
     plans = plan_runs(config)
+    v2 = config.layout == "v2"
     with _Writer() as writer:
+        if v2:
+            for rel, text in render_pre_run_results(config).items():
+                path = out / "logs" / PRE_RUN_FOLDER / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                size += writer.write(path, text)
+                files += 1
+                lines += text.count("\n")
         for plan in plans:
             for window in plan.windows:
                 folder = out / "logs" / plan.name / window.test_case
@@ -1553,6 +1703,12 @@ def generate(out: Path, config: SynthConfig = SynthConfig()) -> SynthSummary:
                     size += writer.write(folder / service_file_name(service), text)
                     files += 1
                     lines += n_lines
+                if v2 and config.metrics:
+                    (folder / "metrics").mkdir(exist_ok=True)
+                    for name, text in render_test_case_metrics(config, plan, window).items():
+                        size += writer.write(folder / "metrics" / name, text)
+                        files += 1
+                        lines += text.count("\n")
             if config.metrics:
                 text, n_rows = render_metrics(config, plan)
                 (out / "metrics").mkdir(parents=True, exist_ok=True)
@@ -1603,7 +1759,13 @@ class _Writer:
 
 __all__ = [
     "FAULTS",
+    "HARD_VALUES",
+    "LO2_V2_VALUES",
+    "LOST_RUN_SHARE",
+    "LOST_TEST_CASES",
+    "PRE_RUN_FOLDER",
     "RELATIVE_VOLUME",
+    "TEST_CASE_METRICS",
     "Fault",
     "RunPlan",
     "SynthConfig",
@@ -1611,9 +1773,12 @@ __all__ = [
     "Window",
     "abbreviate",
     "generate",
+    "missing_test_cases",
     "plan_runs",
     "render_file",
     "render_metrics",
+    "render_pre_run_results",
+    "render_test_case_metrics",
     "shared_faults",
     "stable_seed",
 ]

@@ -14,7 +14,7 @@ from lo2_dagster.defs.ingest.assets import run_folder_metadata
 from lo2_dagster.defs.ingest.partitions import RUNS
 from lo2_dagster.defs.keys import FP_ALLOWLIST, RUN_LOGS
 from lo2_dagster.defs.resources import FpAllowlistFile, Lo2Root
-from lo2_dagster.lib.layout import LayoutError, run_signature
+from lo2_dagster.lib.layout import LayoutError
 from lo2_dagster.versions import partition_data_versions
 
 SENSOR_NAME = "lo2_source_files"
@@ -28,7 +28,7 @@ def run_observations(root: Lo2Root, runs: list[str],
     observations, signatures = [], {}
     for run in runs:
         try:
-            signature = run_signature(root.resolve(), run)
+            signature = root.signature(run)
         except (LayoutError, OSError):
             continue
         signatures[run] = signature
@@ -85,7 +85,7 @@ def observe_sources(instance: dg.DagsterInstance, root: Lo2Root, allowlist_file:
 def lo2_source_files(context: dg.SensorEvaluationContext, lo2_root: Lo2Root,
                      fp_allowlist: FpAllowlistFile) -> dg.SensorResult:
     try:
-        found, skipped = lo2_root.scan()
+        found, skipped, other = lo2_root.scan()
     except LayoutError as e:
         return dg.SensorResult(skip_reason=str(e))
     for reason in skipped:
@@ -107,7 +107,9 @@ def lo2_source_files(context: dg.SensorEvaluationContext, lo2_root: Lo2Root,
         context.log.info(f"{len(new)} new run(s): {', '.join(new[:5])}"
                          f"{' ...' if len(new) > 5 else ''}")
     if not events and not new:
-        note = f"; waiting for logs in {', '.join(waiting)}" if waiting else ""
+        without = sorted({*waiting, *other})
+        note = (f"; folders without logs (being copied, or not runs, such as LO2 v2's pre-run "
+                f"results): {', '.join(without)}" if without else "")
         return dg.SensorResult(
             skip_reason=f"No new or changed run folders under {lo2_root.resolve()} "
                         f"({len(found)} known){note}",
