@@ -54,14 +54,27 @@ def test_real_excerpt_every_line_is_an_event(write_run):
     assert events["row_id"].to_list() == list(range(300))
 
 
-def test_default_trim_drops_first_100_lines_of_each_file(write_run):
+def test_default_trim_drops_first_100_lines_of_files_that_open_with_start_up(write_run):
+    """Start-up output is at the head of a container's first log of the run, whichever test
+    case ran first (LO2 v2 shuffles them): found by time, not by folder name; a later file is
+    trimmed only if it opens the same way (the container started again)."""
     text = EXCERPT.read_text()
-    root = write_run({("correct", "token"): text, ("get_token_404", "token"): text})
+    lines = text.splitlines()
+    cut = next(i for i, ln in enumerate(lines) if "ApiNormalisedPath <init>" not in ln)
+    later = "\n".join("17" + ln[2:] for ln in lines[cut:]) + "\n"  # an hour on, mid-traffic
+    restarted = "\n".join("18" + ln[2:] for ln in lines) + "\n"  # opens as the first one
+    root = write_run({("correct", "token"): later, ("get_token_404", "token"): text,
+                      ("delete_token_404", "token"): restarted, ("correct", "code"): later})
     loaded = loader.load_run(root, RUN)
-    totals = loaded.totals()
-    assert totals["trimmed"] == 200
-    assert totals["event"] == 400 == len(loaded.events)
-    assert loaded.events["line_no"].min() == 101
+    trimmed = {r["test_case"] + "/" + r["service"]: r["trimmed"]
+               for r in loaded.files.iter_rows(named=True)}
+    assert trimmed == {"correct/token": 0, "get_token_404/token": 100,
+                       "delete_token_404/token": 100, "correct/code": 100}
+    assert loaded.events["line_no"].min() == 1
+    # LogLead's way: the head of every file.
+    every = loader.load_run(root, RUN, trim_scope="every_file")
+    assert every.totals()["trimmed"] == 400 and every.events["line_no"].min() == 101
+    assert every.fingerprint != loaded.fingerprint
 
 
 def test_continuation_lines_stay_with_their_event(write_run):
@@ -111,8 +124,9 @@ def test_every_line_is_accounted_for(write_run):
     assert code["continuation_without_event"] == 1
     assert code["malformed_header"] == 1
     assert code["invalid_time"] == 1
-    # An empty file has no lines; a lone newline is one line, here within the trim.
-    assert (files["key"]["lines"], files["user"]["lines"], files["user"]["trimmed"]) == (0, 1, 1)
+    # An empty file has no lines; a lone newline is one line: blank (a file without a time is
+    # no container's first log, so nothing of it is trimmed).
+    assert (files["key"]["lines"], files["user"]["lines"], files["user"]["blank"]) == (0, 1, 1)
     messages = loaded.events["m_message"].to_list()
     assert messages[-2:] == ["crlf line", "last, no newline at end of file"]
     assert len(loaded.rejected_examples) == 3
@@ -246,3 +260,28 @@ def test_streaming_parse_equals_in_memory_parse():
     assert len(streaming) > 60_000
     assert streaming.equals(loader.classify_lines(texts, trim_lines=7, engine="in-memory"))
     assert streaming["line_no"].to_list()[:3] == [0, 1, 2]
+
+
+def test_cr_only_line_breaks_are_line_breaks(write_run):
+    lines = [line(f"10:00:00.00{i}", f"message {i}") for i in range(5)]
+    root = write_run({("correct", "token"): "\r".join(lines) + "\r",
+                      ("correct", "code"): "\r\n".join(lines) + "\r\n",
+                      ("correct", "key"): "\n".join(lines) + "\n"})
+    loaded = loader.load_run(root, RUN, trim_lines=2)
+    for row in loaded.files.iter_rows(named=True):  # the same 5 lines, whatever the endings
+        assert (row["lines"], row["trimmed"], row["event"]) == (5, 2, 3), row
+    assert loaded.events["m_message"].to_list()[:3] == ["message 2", "message 3", "message 4"]
+
+
+def test_continuation_right_after_the_trim_belongs_to_the_trimmed_event(write_run):
+    members = ["", "Members {size:3, ver:3} [",
+               *[f"\tMember [172.18.0.{i}]:5701 - uuid-{i}" for i in range(3)], "]", ""]
+    lines = [line("10:00:00.000", "start"), line("10:00:00.001", "joined", level="INFO"),
+             *members, line("10:00:00.002", "first request"), *TRACE[1:3]]
+    root = write_run({("correct", "token"): "\n".join(lines)})
+    loaded = loader.load_run(root, RUN, trim_lines=3)  # the cut falls inside the Members block
+    row = loaded.files.row(0, named=True)
+    assert row["continuation_without_event"] == 0
+    assert (row["trimmed"], row["blank"], row["event"], row["continuation"]) == (
+        3 + 5, 1, 1, 2)
+    assert loaded.events["m_message"].to_list() == ["first request\n" + "\n".join(TRACE[1:3])]

@@ -1,19 +1,26 @@
 """Read the log files of one LO2 run into events, accounting for every physical line.
 
-A line is one of: ``trimmed`` (among the first ``trim_lines`` of its file, the start-up output),
-``blank``, an ``event`` (a light-4j header line), a ``continuation`` of the event above it
-(stack-trace frames, ``Caused by:``; kept in that event's ``m_message``, newline-joined), or
+A line is one of: ``trimmed`` (start-up output: among the first ``trim_lines`` of a file that
+opens with its container's start-up output, see ``startup_files``, or of every file with
+``trim_scope="every_file"``; or a continuation line right after them that belongs to a trimmed
+event), ``blank``, an
+``event`` (a light-4j header line), a ``continuation`` of the event above it (stack-trace
+frames, ``Caused by:``; kept in that event's ``m_message``, newline-joined), or
 ``rejected`` with a reason. The counts add up to the file's line count, file by file.
+
+Line breaks are ``\n``, ``\r\n`` or a lone ``\r`` (old Mac files), as Python's universal newlines
+read them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import AnyStr, Literal
 
 import polars as pl
 
@@ -21,8 +28,17 @@ from lo2_dagster.lib.layout import LogFile, RunFiles, run_files
 from lo2_dagster.lib.names import CORRECT, run_start, seq_id
 
 #: Bump when a change to this module changes its output for the same files.
-PARSER_VERSION = "1"
+PARSER_VERSION = "2"
 DEFAULT_TRIM_LINES = 100
+#: Where start-up output is trimmed. A container writes it when it starts: at the head of its
+#: first log of the run (LO2 v1: ``correct``; v2: whichever test case ran first), and again at
+#: the head of a later file only if it was restarted; its other files start with ordinary
+#: traffic (FORMAT.md). ``start_up`` trims the files that open as their container's first log
+#: opens (``startup_files``); ``every_file`` trims the head of every file, as LogLead's
+#: ``trim_init_lines`` does (on LO2 v2's short test cases that drops ordinary traffic, whole
+#: files of it).
+TRIM_SCOPES = ("start_up", "every_file")
+DEFAULT_TRIM_SCOPE = "start_up"
 
 #: ``HH:mm:ss.SSS [thread]  correlationId LEVEL logger method - message`` (light-4j logback).
 #: Hazelcast threads log a blank correlation id, which leaves three spaces before the level.
@@ -92,15 +108,23 @@ class FileRead:
 
 
 def read_log_file(log: LogFile) -> FileRead:
-    """Read and decode one file; invalid UTF-8 is replaced (U+FFFD) and its lines counted."""
+    """Read and decode one file; invalid UTF-8 is replaced (U+FFFD) and its lines counted.
+    ``\r\n`` and lone ``\r`` line breaks become ``\n`` (the digest is of the bytes as read)."""
     data = log.path.read_bytes()
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     try:
         text, invalid = data.decode("utf-8"), 0
     except UnicodeDecodeError:
         text = data.decode("utf-8", errors="replace")
-        invalid = sum(1 for line in data.split(b"\n") if not _is_utf8(line))
-    return FileRead(log, text, len(data), digest, invalid)
+        invalid = sum(1 for line in normalize_newlines(data).split(b"\n") if not _is_utf8(line))
+    return FileRead(log, normalize_newlines(text), len(data), digest, invalid)
+
+
+def normalize_newlines(text: AnyStr) -> AnyStr:
+    """``\r\n`` and lone ``\r`` as ``\n`` (a no-op without ``\r``)."""
+    if isinstance(text, str):
+        return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+    return text.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in text else text
 
 
 def _is_utf8(line: bytes) -> bool:
@@ -117,28 +141,31 @@ def count_lines(text: str) -> int:
 
 
 def classify_lines(
-    texts: Sequence[str], trim_lines: int, engine: Literal["streaming", "in-memory"] = "streaming"
+    texts: Sequence[str], trim_lines: int | Sequence[int],
+    engine: Literal["streaming", "in-memory"] = "streaming",
 ) -> pl.DataFrame:
     """One row per physical line of each text: ``file_idx``, ``line_no`` (0-based), ``line``,
-    ``kind`` (one of LINE_KINDS) and the parsed header fields of event lines.
+    ``kind`` (one of LINE_KINDS) and the parsed header fields of event lines. ``trim_lines``:
+    lines trimmed at the head of every text, or of each text.
 
     Row-local parsing runs on polars' streaming engine by default, which spreads the regex
     over all cores (about 2.5x faster on 2 cores); the result is the same with either engine.
     """
+    trims = [trim_lines] * len(texts) if isinstance(trim_lines, int) else list(trim_lines)
     non_empty = [(i, t) for i, t in enumerate(texts) if t]
     frame = pl.DataFrame(
-        {"file_idx": [i for i, _ in non_empty], "text": [t for _, t in non_empty]},
-        schema={"file_idx": pl.UInt32, "text": pl.String},
+        {"file_idx": [i for i, _ in non_empty], "text": [t for _, t in non_empty],
+         "trim": [trims[i] for i, _ in non_empty]},
+        schema={"file_idx": pl.UInt32, "text": pl.String, "trim": pl.UInt32},
     )
     text = pl.col("text").str.strip_prefix("\ufeff").str.strip_suffix("\n")  # BOM, last newline
     split = (
-        frame.select("file_idx", text.str.split("\n").alias("line"))
+        frame.select("file_idx", "trim", text.str.split("\n").alias("line"))
         .explode("line")
         .with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).over("file_idx").alias("line_no"))
     )
     lines = (
         split.lazy()
-        .with_columns(pl.col("line").str.strip_suffix("\r"))
         .with_columns(pl.col("line").str.extract_groups(HEADER_PATTERN).alias("h"))
         .unnest("h")
         .with_columns(pl.col("line").str.slice(pl.col("head").str.len_chars()).alias("message"))
@@ -149,13 +176,16 @@ def classify_lines(
     hh, mm, ss = (pl.col(c).cast(pl.Int64) for c in ("hh", "mm", "ss"))
     valid_time = (hh < 24) & (mm < 60) & (ss < 60)
     is_header = pl.col("level").is_not_null()
-    kept = pl.col("line_no") >= trim_lines
+    kept = pl.col("line_no") >= pl.col("trim")
     # A record starts at each kept line that begins with a timestamp: an event, or a line
     # rejected for its header. Lines without a timestamp continue the record above them.
-    starts = kept & (is_header | pl.col("line").str.contains(TIMESTAMP_PREFIX))
+    stamped = is_header | pl.col("line").str.contains(TIMESTAMP_PREFIX)
+    starts = kept & stamped
     records = lines.with_columns(
         starts.cum_sum().alias("record_idx"),
         (starts.cum_sum().over("file_idx") > 0).alias("has_record"),
+        # The trimmed head ends inside a record: the lines that continue it are trimmed too.
+        (~kept & stamped).any().over("file_idx").alias("trimmed_record"),
         pl.when(starts).then(is_header & valid_time).forward_fill().over("file_idx")
         .alias("record_is_event"),
     )
@@ -170,6 +200,8 @@ def classify_lines(
         .then(pl.lit("invalid_time"))
         .when(pl.col("line").str.contains(TIMESTAMP_PREFIX))
         .then(pl.lit("malformed_header"))
+        .when(~pl.col("has_record") & pl.col("trimmed_record"))
+        .then(pl.lit("trimmed"))
         .when(~pl.col("has_record"))
         .then(pl.lit("continuation_without_event"))
         .when(pl.col("record_is_event"))
@@ -179,7 +211,7 @@ def classify_lines(
     tod_ms = ((hh * 60 + mm) * 60 + ss) * 1000 + pl.col("ms").cast(pl.Int64)
     return (
         records.with_columns(kind.alias("kind"), tod_ms.alias("tod_ms"))
-        .drop("hh", "mm", "ss", "ms", "has_record", "record_is_event")
+        .drop("hh", "mm", "ss", "ms", "has_record", "record_is_event", "trimmed_record", "trim")
         .collect()
     )
 
@@ -248,6 +280,7 @@ class RunLoad:
     fingerprint: str
     trim_lines: int
     rejected_examples: list[str] = field(default_factory=list)
+    trim_scope: str = DEFAULT_TRIM_SCOPE
 
     def totals(self) -> dict[str, int]:
         """Sums over all files: lines, bytes, each line kind, invalid UTF-8 lines."""
@@ -271,11 +304,13 @@ def _batches(logs: Sequence[LogFile]) -> Iterator[list[FileRead]]:
         yield batch
 
 
-def run_fingerprint(run: str, reads: Sequence[tuple[str, int, str]], trim_lines: int) -> str:
+def run_fingerprint(run: str, reads: Sequence[tuple[str, int, str]], trim_lines: int,
+                    trim_scope: str = DEFAULT_TRIM_SCOPE) -> str:
     """Content hash of a run: its name (it dates the events), its files' (relative path, size,
     digest), the trim and the parser version. Not file times: a copy hashes the same."""
     h = hashlib.blake2b(digest_size=16)
-    h.update(f"run={run}\nparser={PARSER_VERSION}\ntrim_lines={trim_lines}\n".encode())
+    h.update(f"run={run}\nparser={PARSER_VERSION}\ntrim_lines={trim_lines}\n"
+             f"trim_scope={trim_scope}\n".encode())
     for rel, size, digest in sorted(reads):
         h.update(f"{rel}\t{size}\t{digest}\n".encode())
     return h.hexdigest()
@@ -286,6 +321,8 @@ def load_run(
     run: str,
     trim_lines: int = DEFAULT_TRIM_LINES,
     progress: Callable[[str], object] | None = None,
+    follow_symlinks: bool = False,
+    trim_scope: str = DEFAULT_TRIM_SCOPE,
 ) -> RunLoad:
     """Read all log files of ``run`` under the LO2 ``root`` into one events frame.
 
@@ -294,13 +331,18 @@ def load_run(
     """
     if trim_lines < 0:
         raise ValueError(f"trim_lines must be >= 0, got {trim_lines}")
-    layout = run_files(root, run)
+    if trim_scope not in TRIM_SCOPES:
+        raise ValueError(f"trim_scope must be one of {', '.join(TRIM_SCOPES)}, got {trim_scope!r}")
+    layout = run_files(root, run, follow_symlinks, list_metrics=True)
     start = run_start(run)
+    trimmed = ({f.path for f in layout.files} if trim_scope == "every_file"
+               else startup_files(layout.files, start))
     event_parts: list[pl.DataFrame] = []
     file_rows: list[dict[str, object]] = []
     examples: list[str] = []
     for batch in _batches(layout.files):
-        lines = classify_lines([r.text for r in batch], trim_lines)
+        lines = classify_lines([r.text for r in batch],
+                               [trim_lines if r.log.path in trimmed else 0 for r in batch])
         events = events_from_lines(lines, start)
         event_parts.append(_label(events, batch, run))
         file_rows.extend(_account(lines, batch))
@@ -325,9 +367,42 @@ def load_run(
         run,
         [(f"{r['test_case']}/{r['file']}", r["bytes"], r["digest"]) for r in file_rows],
         trim_lines,
+        trim_scope,
     )
     return RunLoad(run, layout, conform(events, EVENT_SCHEMA), files, fingerprint, trim_lines,
-                   examples)
+                   examples, trim_scope)
+
+
+_FIRST_HEADER = re.compile(HEADER_PATTERN, re.MULTILINE)
+
+
+def startup_files(logs: Sequence[LogFile], start: datetime | None,
+                  head_bytes: int = 64 * 1024) -> set[Path]:
+    """The files that open with their container's start-up output: per service, its first log
+    of the run (the file whose first event's time of day is earliest, counted from the run's
+    start within +-12 h, as a container may start just before the run's epoch; without an epoch
+    in the name, from the run's earliest first event), and every other file of that service
+    whose first event has the same logger and method as that first log's first event (a
+    container that started again). Read from the head of each file only."""
+    heads: list[tuple[int, tuple[str, str], LogFile]] = []
+    for log in logs:
+        with open(log.path, "rb") as f:
+            head = normalize_newlines(f.read(head_bytes).decode("utf-8", errors="replace"))
+        match = _FIRST_HEADER.search(head)
+        if match is not None:
+            hh, mm, ss, ms = (int(match[g]) for g in ("hh", "mm", "ss", "ms"))
+            tod = ((hh * 60 + mm) * 60 + ss) * 1000 + ms
+            heads.append((tod, (match["logger"], match["method"]), log))
+    if not heads:
+        return set()
+    start_ms = min(t for t, _, _ in heads) if start is None else (
+        (start.hour * 60 + start.minute) * 60 + start.second) * 1000
+    first: dict[str, tuple[int, tuple[str, str]]] = {}
+    for tod, opening, log in heads:
+        offset = (tod - start_ms + _HALF_DAY_MS) % _DAY_MS - _HALF_DAY_MS
+        if log.service not in first or offset < first[log.service][0]:
+            first[log.service] = (offset, opening)
+    return {log.path for _, opening, log in heads if first[log.service][1] == opening}
 
 
 def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:

@@ -1,6 +1,7 @@
 """Raw events and raw sequences of one run, read from its log files."""
 
 import time
+from typing import Literal
 
 import dagster as dg
 import polars as pl
@@ -21,7 +22,7 @@ from lo2_dagster.defs.keys import (
 )
 from lo2_dagster.defs.resources import Lo2Root
 from lo2_dagster.lib import loader
-from lo2_dagster.lib.layout import LayoutError, logs_dir, run_signature
+from lo2_dagster.lib.layout import LayoutError, logs_dir
 from lo2_dagster.lib.names import run_start
 from lo2_dagster.meta import bullet_list, column_schema, table
 from lo2_dagster.storage import Warehouse
@@ -67,7 +68,7 @@ def run_logs(context: dg.AssetExecutionContext, lo2_root: Lo2Root):
     with the same signature."""
     run = validated(context.partition_key)
     try:
-        signature = run_signature(lo2_root.resolve(), run)
+        signature = lo2_root.signature(run)
     except LayoutError as e:
         raise dg.Failure(description=str(e)) from e
     yield dg.ObserveResult(asset_key=RUN_LOGS, data_version=dg.DataVersion(signature),
@@ -83,7 +84,12 @@ class RawEventsConfig(dg.Config):
     """How a run's files are read."""
 
     trim_lines: int = loader.DEFAULT_TRIM_LINES
-    """Lines dropped at the head of every file (container start-up output), as LogLead does."""
+    """Lines dropped as container start-up output (LogLead's ``trim_init_lines``)."""
+    trim_scope: Literal["start_up", "every_file"] = "start_up"
+    """Where: at the head of the files that open with their container's start-up output (its
+    first log of the run, in LO2 v1 and v2 alike, and any file that opens the same way), or at
+    the head of every file (LogLead's way; on LO2 v2's short test cases it drops ordinary
+    traffic, whole files of it)."""
 
 
 @per_run_asset(
@@ -105,7 +111,8 @@ def raw_events(context: dg.AssetExecutionContext, config: RawEventsConfig, lo2_r
         started = time.perf_counter()
         try:
             loaded = loader.load_run(
-                lo2_root.resolve(), run, config.trim_lines, progress=context.log.info
+                lo2_root.resolve(), run, config.trim_lines, progress=context.log.info,
+                follow_symlinks=lo2_root.follows_symlinks(), trim_scope=config.trim_scope,
             )
         except LayoutError as e:
             raise dg.Failure(description=str(e)) from e
@@ -160,8 +167,15 @@ def _warn_about_oddities(
     layout = loaded.layout
     if run_start(loaded.run) is None:
         context.log.warning(
-            f"Run folder name {loaded.run!r} carries no epoch (light-oauth2-data-<epoch>): "
-            "log lines have no date, so m_timestamp is dated 1970-01-01."
+            f"Run folder name {loaded.run!r} carries no epoch (light-oauth2-data-<epoch> or "
+            "oauth2_logs_LO2_run_<epoch>): log lines have no date, so m_timestamp is dated "
+            "1970-01-01."
+        )
+    if layout.outside_root:
+        context.log.warning(
+            f"Not followed: {len(layout.outside_root)} symbolic link(s) in {layout.run_dir} "
+            f"that lead outside the LO2 root, e.g. {layout.outside_root[0]}. Set "
+            "LO2_FOLLOW_SYMLINKS=1 if the root is made of links on purpose."
         )
     if layout.ignored:
         context.log.warning(
@@ -171,12 +185,44 @@ def _warn_about_oddities(
     if layout.missing:
         context.log.warning(f"{len(layout.missing)} service log files are missing, e.g. "
                             f"{layout.missing[0]}")
+    if layout.missing_test_cases:
+        context.log.info(f"{loaded.run} has {len(layout.test_cases)} of the 54 test cases "
+                         f"({len(layout.missing_test_cases)} absent, as in some LO2 v2 runs)")
+    empty = files_without_events(loaded.files)
+    if empty and len(empty) == len(loaded.files):
+        context.log.warning(
+            f"Run {loaded.run}: none of its {len(empty)} files holds an event (e.g. "
+            f"{empty[0]}), so it has no sequences: nothing downstream is computed from it, and "
+            f"the model leaves it out. Re-copy the run folder {layout.run_dir}, or forget it: "
+            f"lo2-dagster forget {loaded.run}"
+        )
+    elif empty:
+        context.log.warning(
+            f"{len(empty)} file(s) of {loaded.run} hold no event, so they make no sequence: "
+            + "; ".join(empty[:10]) + (" ..." if len(empty) > 10 else "")
+        )
     rejected = sum(totals[r] for r in loader.REJECT_REASONS)
     if rejected:
         context.log.warning(f"{rejected} lines rejected, e.g. {loaded.rejected_examples[0]}")
     if totals["invalid_utf8_lines"]:
         context.log.warning(f"{totals['invalid_utf8_lines']} lines had invalid UTF-8 "
                             "(replaced by U+FFFD)")
+
+
+def files_without_events(files: pl.DataFrame) -> list[str]:
+    """``<test_case>/<file>: <why>`` for each file without an event (no sequence comes of it)."""
+    rejected = pl.sum_horizontal(loader.REJECT_REASONS)
+    why = (
+        pl.when(pl.col("bytes") == 0).then(pl.lit("empty file (0 bytes)"))
+        .when(pl.col("lines") == pl.col("blank"))
+        .then(pl.format("only blank lines ({} lines)", "lines"))
+        .when(pl.col("lines") == pl.col("trimmed") + pl.col("blank"))
+        .then(pl.format("only start-up output ({} lines trimmed)", "trimmed"))
+        .otherwise(pl.format("no event line ({} of {} lines rejected)", rejected, "lines"))
+    )
+    return (files.filter(pl.col("event") == 0)
+            .select(pl.format("{}/{}: {}", "test_case", "file", why))
+            .to_series().to_list())
 
 
 def _events_metadata(
@@ -213,13 +259,20 @@ def _events_metadata(
         "bytes_read": totals["bytes"],
         "test_cases": len(layout.test_cases),
         "trim_lines": loaded.trim_lines,
+        "trim_scope": loaded.trim_scope,
         "seconds": round(seconds, 2),
         "lines_per_second": round(totals["lines"] / seconds) if seconds > 0 else 0,
         "per_service": table(per_service),
         "missing_service_files": bullet_list(layout.missing),
         # No event, hence no sequence: empty files, or start-up output only.
-        "files_without_events": bullet_list(_files_where(files, pl.col("event") == 0)),
-        "missing_test_cases": bullet_list(layout.missing_test_cases),
+        "files_without_events": bullet_list(files_without_events(files)),
+        "missing_test_cases": bullet_list(
+            layout.missing_test_cases, "none (all 54; some LO2 v2 runs lack a few)"),
+        "metrics_files": bullet_list(layout.metrics[:200]
+                                     + ([f"... {len(layout.metrics) - 200} more"]
+                                        if len(layout.metrics) > 200 else []),
+                                     "none (no metrics/ folders, no metrics/<run>.csv)"),
+        "symlinks_not_followed": bullet_list(layout.outside_root),
         "ignored_entries": bullet_list(layout.ignored, "none (every entry is a known LO2 file)"),
         "rejected_examples": bullet_list(loaded.rejected_examples),
         "content_fingerprint": loaded.fingerprint,
