@@ -2,6 +2,11 @@
 
     .venv/bin/python bench/bench_enhance.py [--runs 2] [--token-lines 10000] [--data DIR]
                                             [--single-process] [--warehouse DIR]
+    .venv/bin/python bench/bench_enhance.py --long-line
+
+--long-line instead times the same chain on a run whose one file holds one log line of 1 M and
+of 10 M characters (one token, and words): features come from a prefix of such a line
+(masking.MAX_FEATURE_CHARS), so every stage should take about as long as for a short line.
 
 Generates (once, cached under bench/out/, shared with bench_ingest.py) a dataset of N runs x
 54 test cases x 7 services, then runs the chain the feature assets run, with the same library
@@ -186,6 +191,29 @@ def child_main(argv: list[str]) -> None:
 
 # --- the parent: children, checks, summary ---------------------------------------------------
 
+def long_line() -> None:
+    """Seconds per stage for one run whose one file holds one 1 M or 10 M character line."""
+    from lo2_dagster.lib.names import service_file_name
+
+    run = "light-oauth2-data-1719592986"
+    print(f"  {'message':<27} {'raw':>7} {'templates':>10} {'events':>7} {'sequences':>10} "
+          f"{'wall (child)':>13}")
+    for chars in (1_000_000, 10_000_000):
+        for kind, unit in (("one token", "loremipsum"), ("words", "lorem ipsum dolor sit ")):
+            message = (unit * (chars // len(unit) + 1))[:chars]
+            with tempfile.TemporaryDirectory(prefix="bench-long-line-") as tmp:
+                log = Path(tmp) / "lo2" / "logs" / run / "correct" / service_file_name("token")
+                log.parent.mkdir(parents=True)
+                log.write_text(f"16:31:00.000 [XNIO-1 task-2]  tz9i6iqUQCSoCc4UiqxjIw DEBUG "
+                               f"c.n.o.t.h.Oauth2TokenPostHandler handleRequest - {message}\n")
+                records, wall, _ = run_child("all", "--trim=0", str(Path(tmp) / "lo2"),
+                                             str(Path(tmp) / "warehouse"), run)
+            seconds = {r["stage"]: r["seconds"] for r in records}
+            print(f"  {f'{chars:,} chars, {kind}':<27} {seconds['raw']:>7.2f} "
+                  f"{seconds['templates']:>10.2f} {seconds['events_enhanced']:>7.2f} "
+                  f"{seconds['sequences_enhanced']:>10.2f} {wall:>12.1f}s")
+
+
 def run_child(*args: str) -> tuple[list[dict], float, float]:
     """Records, wall seconds (start-up and imports included) and peak RSS of one child."""
     started = time.perf_counter()
@@ -254,7 +282,12 @@ def main() -> None:
                         help="all stages of all runs in one process")
     parser.add_argument("--warehouse", type=Path, default=None,
                         help="write (and keep) the Parquet files here, not in a temp folder")
+    parser.add_argument("--long-line", action="store_true",
+                        help="time one run with one 1 M / 10 M character line instead")
     args = parser.parse_args()
+    if args.long_line:
+        long_line()
+        return
     data = args.data or HERE / "out" / f"ingest-{args.runs}x{args.token_lines}"
     ensure_data(data, args.runs, args.token_lines)
 

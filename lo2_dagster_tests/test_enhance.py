@@ -99,6 +99,68 @@ def test_words_trigrams_and_lengths():
     assert lengths["e_event_id_len"].to_list() == [1, 1]
 
 
+def test_trigrams_are_every_three_neighbouring_characters_of_any_text():
+    texts = ["abcd", "", None, "ab", "abc", "héllo 🎉!", "a\tb c", "x" * 1000]
+    got = enhance.trigrams(pl.DataFrame({"t": texts}, schema={"t": pl.String}), "t").to_list()
+    assert got == [[t[i:i + 3] for i in range(len(t) - 2)] if t else [] for t in texts]
+    assert enhance.trigrams(pl.DataFrame({"t": []}, schema={"t": pl.String}), "t").to_list() == []
+
+
+# --- over-long lines: features of a prefix, the message whole --------------------------------
+
+#: A 10 MB line: 10 M characters of words (spaces) or of one token without any.
+LONG = 10_000_000
+
+
+def long_text(spaces: bool) -> str:
+    unit = "lorem ipsum dolor sit amet " if spaces else "loremipsum"
+    return (unit * (LONG // len(unit) + 1))[:LONG]
+
+
+@pytest.mark.parametrize("spaces", [True, False])
+def test_features_of_an_over_long_line_are_those_of_its_prefix(spaces):
+    limit = masking.MAX_FEATURE_CHARS
+    text = long_text(spaces)
+    prefix = text[:limit]
+    events = pl.DataFrame({"m_message": [text + "\n\tat a.B(B.java:1)", prefix, "short 42"]})
+    normalized = masking.with_normalized(events)
+    assert normalized["m_message"].equals(events["m_message"])  # whole
+    first, of_prefix, _ = normalized["e_message_normalized"].to_list()
+    assert first == of_prefix == events.select(masking.normalized())["m_message"][1]
+    features = enhance.message_features(normalized["e_message_normalized"])
+    assert len(features) == 2  # the long line and its prefix have one feature row
+    row = features.filter(pl.col("e_message_normalized") == first).row(0, named=True)
+    assert row["e_trigrams_len"] == len(first) - 2 and row["e_words"] == first.split()
+    cut = masking.cut_for_features(events.with_row_index("row_id"))
+    assert cut["row_id"].to_list() == [0]  # a line of exactly the limit is whole
+    assert cut["first_line_chars"].to_list() == [LONG]
+    # The message key Drain mines and matches is made of the prefix too.
+    counts, cut_lines = drain.count_message_keys(events.lazy().with_columns(
+        pl.lit(None, pl.Datetime("us")).alias("m_timestamp"), pl.lit("token").alias("service"),
+        pl.lit("DEBUG").alias("level"), pl.lit("a.B").alias("logger"),
+        pl.lit("c").alias("method")))
+    assert cut_lines["count"].to_list() == [1] and cut_lines["first_line_chars"].to_list() == [LONG]
+    assert counts.filter(pl.col(drain.KEY).str.ends_with(first))["count"].to_list() == [2]
+    assert counts[drain.KEY].str.len_chars().max() < 4 * limit
+
+
+def test_an_over_long_line_is_enhanced_whole_and_counted(excerpt_events, trained, tmp_path):
+    text = long_text(spaces=True)
+    extra = excerpt_events.tail(1).with_columns(
+        pl.lit(text).alias("m_message"), pl.col("row_id") + 1)
+    events = pl.concat([excerpt_events, extra])
+    enhanced = enhance_events(events.lazy(), trained, Allowlist())
+    assert enhanced.cut.select("row_id", "seq_id", "first_line_chars").rows() == [
+        (extra["row_id"][0], extra["seq_id"][0], LONG)]
+    path = tmp_path / "events.parquet"
+    enhanced.frame.sink_parquet(path)
+    last = pl.read_parquet(path).tail(1).row(0, named=True)
+    assert last["m_message"] == text and last["e_chars_len"] == LONG
+    prefix = masking.normalize_lines(pl.Series([text[:masking.MAX_FEATURE_CHARS]]))
+    assert last["e_message_normalized"] == prefix["e_message_normalized"][0]
+    assert last["e_trigrams_len"] == len(last["e_message_normalized"]) - 2
+
+
 # --- Drain templates ---------------------------------------------------------------------------
 
 def test_template_ids_do_not_depend_on_run_order_or_reruns(excerpt_events):

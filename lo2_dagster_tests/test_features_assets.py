@@ -28,6 +28,7 @@ from lo2_dagster.defs.keys import (
 )
 from lo2_dagster.lib import templates as drain
 from lo2_dagster.lib.enhance import EVENTS_ENHANCED_SCHEMA, SEQUENCES_ENHANCED_SCHEMA
+from lo2_dagster.lib.masking import MAX_FEATURE_CHARS
 from lo2_dagster_tests.conftest import EXCERPT, RUN, line
 
 RUN_B = "light-oauth2-data-1719610000"
@@ -324,3 +325,36 @@ def test_new_runs_are_matched_and_exports_refuse_mixed_templates(env, instance):
     assert f"lo2/events_enhanced[{RUN}]" in message and RUN_B not in message
     assert execute(instance, ENHANCED, RUN).success
     assert execute(instance, [ENHANCED_EXPORTS]).success
+
+
+def test_a_10_mb_line_is_stored_whole_and_its_cut_counted(env, instance):
+    """One 10 MB line (one token, no spaces) in RUN: every step succeeds, events_enhanced
+    stores the line whole, and the metadata and a warning say its features came from a
+    prefix."""
+    log = env["root"] / "logs" / RUN / "correct" / "light-oauth2-oauth2-token-1.log"
+    message = ("loremipsum" * 1_000_000)
+    log.write_text(log.read_text() + line("16:33:00.000", message) + "\n")
+    everything(instance, runs=(RUN,))
+
+    events = pl.read_parquet(warehouse_file(env, EVENTS_ENHANCED, RUN))
+    [long] = events.filter(pl.col("e_chars_len") > MAX_FEATURE_CHARS).iter_rows(named=True)
+    assert long["m_message"] == message
+    assert len(long["e_message_normalized"]) <= MAX_FEATURE_CHARS
+    assert long["e_trigrams_len"] == len(long["e_message_normalized"]) - 2
+    meta = _metadata(instance, EVENTS_ENHANCED, RUN)
+    assert meta["messages_cut_for_features"] == 1
+    assert meta["max_feature_chars"] == MAX_FEATURE_CHARS
+    counts = _metadata(instance, MESSAGE_COUNTS, RUN)
+    assert counts["lines_cut_for_features"] == 1
+    sequences = pl.read_parquet(warehouse_file(env, SEQUENCES_ENHANCED, RUN))
+    assert [message in m for m in sequences["m_message"]].count(True) == 1
+
+    result = execute(instance, [EVENTS_ENHANCED], RUN)  # the warning names the run and row
+    [warning] = _warnings(instance, result, f"longer than {MAX_FEATURE_CHARS:,} characters")
+    assert RUN in warning and f"row_id {long['row_id']} of {long['seq_id']}" in warning
+
+
+def _metadata(instance, key: dg.AssetKey, run: str) -> dict[str, object]:
+    record = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[run]), limit=1).records[0]
+    return {k: v.value for k, v in record.asset_materialization.metadata.items()}

@@ -16,6 +16,9 @@ Deliberate differences from LogLead's ``EventLogEnhancer`` (also in the README):
 - ``e_trigrams`` are all overlapping character 3-grams in text order (LogLead produces the same
   multiset, grouped by offset).
 - ``e_lines_len`` counts lines (1 for a one-line event); LogLead counts line breaks.
+- An over-long first line has its features computed on its first
+  :data:`~lo2_dagster.lib.masking.MAX_FEATURE_CHARS` characters (``m_message``, ``e_chars_len``
+  and ``e_lines_len`` stay those of the whole message); LogLead has no limit.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import polars as pl
 
 #: Bump when any feature below or the masking (lib.masking) changes: it is part of the enhanced
 #: assets' code versions.
-ENHANCER_VERSION = "2"
+ENHANCER_VERSION = "3"
 
 
 def words(text: pl.Expr) -> pl.Expr:
@@ -34,23 +37,22 @@ def words(text: pl.Expr) -> pl.Expr:
 
 def trigrams(frame: pl.DataFrame, column: str) -> pl.Series:
     """All overlapping character 3-grams of ``column`` per row, in text order (none for texts
-    shorter than 3 characters). One explode and one group_by: no Python loop over rows."""
-    chars = pl.col(column).str.len_chars().cast(pl.Int64)
-    rows = frame.select(pl.col(column)).with_row_index("_row")
-    grams = (
-        rows.with_columns(pl.int_ranges(0, (chars - 2).clip(lower_bound=0)).alias("_at"))
-        .explode("_at")
-        .drop_nulls("_at")  # texts shorter than 3 characters have none
-        .with_columns(pl.col(column).str.slice(pl.col("_at"), 3).alias("_gram"))
+    shorter than 3 characters). Linear in the characters: each text is split into characters
+    once and a gram is three neighbours joined (slicing at every offset would rescan the text
+    up to the offset, quadratic in its length). No Python loop over rows."""
+    char = pl.col("_char")
+    return (
+        frame.select(pl.col(column).str.split("").alias("_char"))  # "" splits into characters
+        .with_row_index("_row")
+        .explode("_char", empty_as_null=True, keep_nulls=True)  # one row per text at least
+        .with_columns(
+            pl.concat_str(char, char.shift(-1), char.shift(-2)).alias("_gram"),
+            # A gram starts here if the text's character two further on is of the same text.
+            (pl.col("_row").shift(-2) == pl.col("_row")).fill_null(False).alias("_starts"))
         .group_by("_row", maintain_order=True)
-        .agg("_gram")
+        .agg(pl.col("_gram").filter("_starts"))
+        .get_column("_gram").alias("e_trigrams")
     )
-    grams = (
-        rows.select("_row")
-        .join(grams, on="_row", how="left", maintain_order="left")
-        .with_columns(pl.col("_gram").fill_null(pl.lit([], dtype=pl.List(pl.String))))
-    )
-    return grams.get_column("_gram").alias("e_trigrams")
 
 
 def message_features(messages: pl.Series) -> pl.DataFrame:

@@ -23,7 +23,7 @@ from lo2_dagster.lib.enhance import (
     lengths,
     message_features,
 )
-from lo2_dagster.lib.masking import with_normalized
+from lo2_dagster.lib.masking import cut_for_features, with_normalized
 from lo2_dagster.lib.templates import KEY, KEY_COLUMNS, UNMATCHED, Templates, message_key
 
 _BASE_COLUMNS = ["row_id", "m_message", "run", "test_case", "service", "seq_id", "normal",
@@ -43,14 +43,18 @@ class EnhancedEvents:
     allowlisted_lines: int
     relabelled_lines: int  # anomaly_original true, anomaly false
     rule_hits: dict[str, int] = field(default_factory=dict)
+    #: Events whose features were computed on a prefix of their first line (longer than
+    #: masking.MAX_FEATURE_CHARS): ``row_id``, ``seq_id``, ``first_line_chars``.
+    cut: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 def enhance_events(events: pl.DataFrame | pl.LazyFrame, templates: Templates,
                    allowlist: Allowlist) -> EnhancedEvents:
     """``lo2/events_enhanced`` for one run's raw events (in ``row_id`` order)."""
-    base = with_normalized(
-        events.lazy().select(*_BASE_COLUMNS, *KEY_COLUMNS)
-        .rename({"anomaly": "anomaly_original"}).collect())
+    base = (events.lazy().select(*_BASE_COLUMNS, *KEY_COLUMNS)
+            .rename({"anomaly": "anomaly_original"}).collect())
+    cut = cut_for_features(base).select("row_id", "seq_id", "first_line_chars")
+    base = with_normalized(base)
     # Templates are matched once per distinct message key (level, logger, method, message).
     shapes = ["e_message_normalized", *KEY_COLUMNS]
     keys = base.select(shapes).unique().with_columns(message_key())
@@ -95,6 +99,7 @@ def enhance_events(events: pl.DataFrame | pl.LazyFrame, templates: Templates,
         allowlisted_lines=int(counts["allowlisted"]),
         relabelled_lines=int(counts["relabelled"]),
         rule_hits={r.name: int(counts[r.column]) for r in allowlist.events},
+        cut=cut,
     )
 
 

@@ -22,6 +22,11 @@ each draw their own values, become wildcards.
 
 The regular expressions run first, vectorized, over every distinct line (ids make most lines
 distinct); the word classifier, in Python, runs only over the few distinct shapes left.
+
+What is masked is an event's *feature text* (:func:`feature_text`): the first line of its
+message, cut to its first :data:`MAX_FEATURE_CHARS` characters. Every per-message feature (the
+normalized message, words, trigrams, the message key Drain mines and matches) comes from it, so
+the work per message is bounded however long a line is; ``m_message`` keeps the whole line.
 """
 
 from __future__ import annotations
@@ -81,10 +86,39 @@ MASKS: tuple[tuple[str, str], ...] = VALUE_MASKS + LOGLEAD_MASKS
 VALUE = "<ID>"
 
 
+#: The features of a message are computed on at most this many characters of its first line
+#: (:func:`feature_text`). The limit bounds the work and the output per message; it is not a
+#: guess at what a normal line is. Each character costs up to three trigrams (masks lengthen a
+#: text: ``1 1 1`` becomes ``<NUM> <NUM> <NUM>``) and half a word, and the lists are stored per
+#: event, in ``lo2/events_enhanced`` and again in ``lo2/sequences_enhanced``. At 64 Ki
+#: characters the worst case (``1 1 1 ...``) is 196,606 trigrams and 32,768 words per event,
+#: ~20 ms and a few MB of lists; a 10 MB line whole would be 10 M trigrams per event. And the
+#: limit is ~200 times the longest line of the real LO2 excerpt in the tests (306 characters):
+#: it cuts dumps, not log lines. What was cut is counted (:func:`cut_for_features`) in the
+#: metadata of ``lo2/message_counts`` and ``lo2/events_enhanced``, with a warning.
+MAX_FEATURE_CHARS = 65_536
+
+
 def first_line(message: str | pl.Expr = "m_message") -> pl.Expr:
     """The first line of a (possibly multi-line) message: what LogLead masks and Drain parses."""
     expr = pl.col(message) if isinstance(message, str) else message
     return expr.str.split("\n").list.first()
+
+
+def feature_text(message: str | pl.Expr = "m_message") -> pl.Expr:
+    """What every per-message feature is computed on: the first line of the message, cut to its
+    first :data:`MAX_FEATURE_CHARS` characters (a prefix; the rest of an over-long line does not
+    count, a value cut in two is masked as what its first part looks like)."""
+    return first_line(message).str.slice(0, MAX_FEATURE_CHARS)
+
+
+def cut_for_features(frame: pl.DataFrame, message: str = "m_message") -> pl.DataFrame:
+    """The rows of ``frame`` whose first line of ``message`` is longer than
+    :data:`MAX_FEATURE_CHARS` (their features are computed on a prefix), with its length in
+    characters as ``first_line_chars``. Cheap: only texts of more bytes than that are split."""
+    return (frame.filter(pl.col(message).str.len_bytes() > MAX_FEATURE_CHARS)
+            .with_columns(first_line(message).str.len_chars().alias("first_line_chars"))
+            .filter(pl.col("first_line_chars") > MAX_FEATURE_CHARS))
 
 
 def masked(text: pl.Expr, masks: Sequence[tuple[str, str]] = MASKS) -> pl.Expr:
@@ -240,15 +274,16 @@ def classified(texts: pl.Series) -> pl.Series:
 
 
 def normalized(message: str | pl.Expr = "m_message") -> pl.Expr:
-    """``e_message_normalized``: the first line of the message, masked: the value masks, the
-    word classifier (before LogLead's number mask, which would cut ``2_vPlCHW...`` in two),
-    then LogLead's masks."""
-    values = masked(first_line(message), VALUE_MASKS)
+    """``e_message_normalized``: the feature text of the message (its first line, cut to
+    :data:`MAX_FEATURE_CHARS`), masked: the value masks, the word classifier (before LogLead's
+    number mask, which would cut ``2_vPlCHW...`` in two), then LogLead's masks."""
+    values = masked(feature_text(message), VALUE_MASKS)
     return masked(values.map_batches(classified, return_dtype=pl.String), LOGLEAD_MASKS)
 
 
 def normalize_lines(lines: pl.Series) -> pl.DataFrame:
-    """``line`` -> ``e_message_normalized`` for each distinct first line in ``lines``.
+    """``line`` -> ``e_message_normalized`` for each distinct feature text in ``lines`` (first
+    lines cut to :data:`MAX_FEATURE_CHARS`: :func:`feature_text`).
 
     The value masks run on the distinct lines, the word classifier and LogLead's masks on what
     is distinct after them: ids make most lines unique, so a run's ~300,000 distinct lines
@@ -270,10 +305,10 @@ def normalize_lines(lines: pl.Series) -> pl.DataFrame:
 
 
 def with_normalized(frame: pl.DataFrame, message: str = "m_message") -> pl.DataFrame:
-    """``frame`` plus ``e_message_normalized``, masking each distinct first line once (LO2
+    """``frame`` plus ``e_message_normalized``, masking each distinct feature text once (LO2
     repeats its lines: a run's 1.3 M events have about a quarter as many distinct first lines,
     and the regex passes are the expensive part)."""
-    frame = frame.with_columns(first_line(message).alias("_first_line"))
-    lines = normalize_lines(frame["_first_line"]).rename({"line": "_first_line"})
-    return frame.join(lines, on="_first_line", how="left", maintain_order="left").drop(
-        "_first_line")
+    frame = frame.with_columns(feature_text(message).alias("_feature_text"))
+    lines = normalize_lines(frame["_feature_text"]).rename({"line": "_feature_text"})
+    return frame.join(lines, on="_feature_text", how="left", maintain_order="left").drop(
+        "_feature_text")

@@ -48,7 +48,7 @@ from drain3 import TemplateMiner
 from drain3.memory_buffer_persistence import MemoryBufferPersistence
 from drain3.template_miner_config import TemplateMinerConfig
 
-from lo2_dagster.lib.masking import first_line, normalize_lines
+from lo2_dagster.lib.masking import MAX_FEATURE_CHARS, cut_for_features, first_line, normalize_lines
 
 #: The id of lines that match no trained template (drain3 cluster ids start at 1).
 UNMATCHED = "e0"
@@ -155,6 +155,13 @@ def message_counts(events: pl.LazyFrame) -> pl.DataFrame:
     """Distinct message keys of one run's events, per service, with their line count and first
     time (events: ``m_message``, ``m_timestamp``, ``service``, ``level``, ``logger``,
     ``method``)."""
+    return count_message_keys(events)[0]
+
+
+def count_message_keys(events: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """:func:`message_counts`, and the distinct first lines whose key was made of a prefix
+    (longer than :data:`~lo2_dagster.lib.masking.MAX_FEATURE_CHARS`): ``service``, the key
+    columns, ``count`` (lines), ``first_seen``, ``first_line_chars``, earliest first."""
     header = ["service", *KEY_COLUMNS]
     lines = (
         events.select(first_line().alias("line"), "m_timestamp", *header)
@@ -162,7 +169,10 @@ def message_counts(events: pl.LazyFrame) -> pl.DataFrame:
         .agg(pl.len().alias("count"), pl.col("m_timestamp").min().alias("first_seen"))
         .collect()
     )
-    return (
+    cut = cut_for_features(lines, "line").sort("first_seen", *header, "line").drop("line")
+    if len(cut):  # each first line -> its feature text (masking.feature_text)
+        lines = lines.with_columns(pl.col("line").str.slice(0, MAX_FEATURE_CHARS))
+    counts = (
         lines.join(normalize_lines(lines["line"]), on="line", how="left")
         .with_columns(message_key())
         .group_by("service", KEY)
@@ -171,6 +181,7 @@ def message_counts(events: pl.LazyFrame) -> pl.DataFrame:
         .select(list(MESSAGE_COUNTS_SCHEMA))
         .cast(MESSAGE_COUNTS_SCHEMA)  # type: ignore[arg-type]
     )
+    return counts, cut
 
 
 def merge_counts(parts: Mapping[str, pl.DataFrame]) -> pl.DataFrame:

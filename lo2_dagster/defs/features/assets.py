@@ -40,6 +40,7 @@ from lo2_dagster.lib.enhance import (
     SEQUENCES_ENHANCED_SCHEMA,
 )
 from lo2_dagster.lib.features import allowlisted_sequences, enhance_events, sequence_tables
+from lo2_dagster.lib.masking import MAX_FEATURE_CHARS
 from lo2_dagster.meta import bullet_list, column_schema, table
 from lo2_dagster.storage import Batches, Warehouse, parquet_facts, read_parquet
 
@@ -51,7 +52,9 @@ EVENT_COLUMNS = {
     "anomaly": "anomaly_original and not is_fp_allowlisted.",
     "anomaly_original": "The folder label (test_case != 'correct').",
     "is_fp_allowlisted": "Matches an [[event]] rule of the FP allowlist.",
-    "e_message_normalized": "First line of m_message with ids, numbers, IPs, hex masked.",
+    "e_message_normalized": "First line of m_message with ids, numbers, IPs, hex masked (its "
+                            f"first {MAX_FEATURE_CHARS:,} characters: see "
+                            "messages_cut_for_features).",
     "e_words": "Words of the normalized message (split on whitespace).",
     "e_trigrams": "Character 3-grams of the normalized message, in text order.",
     "e_event_drain_id": f"Drain template id (e<N>); {drain.UNMATCHED} = matches no template.",
@@ -130,13 +133,21 @@ def _per_run_checks(key: dg.AssetKey, schema: str, rows: str) -> list[dg.AssetCh
 def message_counts(context: dg.AssetExecutionContext, events: dict[str, pl.LazyFrame],
                    warehouse: Warehouse):
     def one_run(run: str) -> RunPart:
-        counts = drain.message_counts(events[run].select(
+        counts, cut = drain.count_message_keys(events[run].select(
             "m_message", "m_timestamp", "service", "level", "logger", "method"))
+        lines_cut = int(cut["count"].sum())
+        if lines_cut:
+            example = cut.row(0, named=True)
+            _warn_cut(context, run, lines_cut, "line", f"the first {example['service']} line "
+                      f"of {example['first_line_chars']:,} characters, at "
+                      f"{example['first_seen']}")
         context.log.info(f"{run}: {counts[drain.KEY].n_unique():,} distinct message keys in "
                          f"{int(counts['count'].sum()):,} events")
         return RunPart(counts, {
             "events": int(counts["count"].sum()),
             "distinct_message_keys": counts[drain.KEY].n_unique(),
+            "lines_cut_for_features": lines_cut,
+            "max_feature_chars": MAX_FEATURE_CHARS,
             "top_messages": table(counts.pipe(drain.in_training_order).head(20).select(
                 "service", drain.KEY, "count")),
         })
@@ -287,6 +298,11 @@ def events_enhanced(
                   left_on="e_event_drain_id", right_on="template_id")
             .sort(["lines", "e_event_drain_id"], descending=[True, False])
         )
+        if len(enhanced.cut):
+            example = enhanced.cut.row(0, named=True)
+            _warn_cut(context, run, len(enhanced.cut), "event",
+                      f"row_id {example['row_id']} of {example['seq_id']}, "
+                      f"{example['first_line_chars']:,} characters")
         if enhanced.unmatched_lines:
             context.log.warning(f"{run}: {enhanced.unmatched_lines:,} lines match no trained "
                                 f"template (id {drain.UNMATCHED}): retrain lo2/drain_templates "
@@ -304,6 +320,8 @@ def events_enhanced(
                 "dagster/row_count": enhanced.rows,
                 "dagster/column_schema": column_schema(EVENTS_ENHANCED_SCHEMA, EVENT_COLUMNS),
                 "distinct_normalized_messages": len(vocabulary),
+                "messages_cut_for_features": len(enhanced.cut),
+                "max_feature_chars": MAX_FEATURE_CHARS,
                 "templates_seen": len(seen),
                 "unmatched_lines": enhanced.unmatched_lines,
                 "fp_allowlisted_lines": enhanced.allowlisted_lines,
@@ -384,6 +402,16 @@ def sequences_enhanced(
         )
 
     yield from materialize_runs(context, warehouse, one_run)
+
+
+def _warn_cut(context: dg.AssetExecutionContext, run: str, count: int, noun: str,
+              example: str) -> None:
+    """Warns that ``count`` events (lines) had a first line too long to compute features on."""
+    context.log.warning(
+        f"{run}: {count:,} {noun}{'' if count == 1 else 's'} with a first line longer than "
+        f"{MAX_FEATURE_CHARS:,} characters (e.g. {example}): the normalized message, words, "
+        f"trigrams and template come from the line's first {MAX_FEATURE_CHARS:,} characters; "
+        "m_message keeps the whole line.")
 
 
 def _load_allowlist(context: dg.AssetExecutionContext, fp_allowlist: FpAllowlistFile):
