@@ -41,6 +41,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     synth.add_argument("--schedule", choices=("shuffled", "v1"), default=None,
                        help="shuffled order, 20-180 s each (default, LO2 v2), or LO2 v1's: "
                             "correct first for 60 s, then the error cases 10 s each")
+    synth.add_argument("--layout", choices=("v1", "v2"), default="v1",
+                       help="folder layout of LO2 v1 (default) or v2: v2 names runs "
+                            "oauth2_logs_LO2_run_<epoch>, adds logs/pre_run_results/ and "
+                            "per-test-case metrics/ JSON, lets some runs lack 1-3 error cases, "
+                            "and plays v2's schedule (shuffled, start-up only in each run's "
+                            "first test case) unless --schedule/--startup say otherwise; "
+                            "combines with --hard")
     synth.set_defaults(func=_synth)
 
     run = sub.add_parser("run", help="bring the whole asset graph up to date for every run found "
@@ -54,7 +61,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="rematerialize everything, even what is up to date")
     run.add_argument("--log-level", default="INFO",
                      help="log level of the assets on the terminal (DEBUG, INFO, WARNING)")
+    run.add_argument("--no-wait", action="store_true",
+                     help="exit (code 3) instead of waiting when another lo2-dagster run is "
+                          "using the same DAGSTER_HOME or warehouse")
     run.set_defaults(func=_run)
+
+    forget = sub.add_parser("forget", help="forget run partitions whose folders were deleted "
+                                           "(their warehouse files are kept)")
+    forget.add_argument("runs", nargs="+", metavar="RUN")
+    forget.add_argument("--root", help="LO2 root (to check that the folders are gone)")
+    forget.add_argument("--warehouse", help="warehouse root (locked while forgetting)")
+    forget.set_defaults(func=_forget)
 
     ui = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on this DAGSTER_HOME")
     ui.add_argument("--host", default="127.0.0.1")
@@ -76,9 +93,13 @@ def _export_locations(args: argparse.Namespace) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from lo2_dagster.lib.synth import SynthConfig, generate
+    from lo2_dagster.lib.synth import HARD_VALUES, SynthConfig, generate
 
-    overrides = {"runs": args.runs, "seed": args.seed, "metrics": not args.no_metrics,
+    # --hard's values (SynthConfig.hard's) go in first and explicit flags last, so that
+    # --startup/--schedule win; --layout v2 builds on SynthConfig.lo2_v2, which these overrides
+    # beat (it agrees with --hard on startup).
+    overrides = {**(HARD_VALUES if args.hard else {}),
+                 "runs": args.runs, "seed": args.seed, "metrics": not args.no_metrics,
                  "mix_shift": args.mix_shift}
     if args.token_lines is not None:
         overrides["token_lines"] = args.token_lines
@@ -87,7 +108,8 @@ def _synth(args: argparse.Namespace) -> int:
     for name in ("startup", "schedule"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
-    config = SynthConfig.hard(**overrides) if args.hard else SynthConfig(**overrides)
+    make = SynthConfig.lo2_v2 if args.layout == "v2" else SynthConfig
+    config = make(**overrides)
     summary = generate(args.out, config)
     mb = summary.bytes / 1e6
     print(f"wrote {len(summary.runs)} runs, {summary.files} files, {summary.lines:,} lines, "
@@ -98,22 +120,19 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     _export_locations(args)
-    home = settings.prepare_dagster_home()
-    import dagster as dg
-
-    from lo2_dagster.definitions import defs
-    from lo2_dagster.defs.keys import ANOMALY_MODEL, DRAIN_TEMPLATES
-    from lo2_dagster.lib.layout import LayoutError, scan_runs
-    from lo2_dagster.pipeline import add_run_partitions, materialize_all
+    from lo2_dagster.lib.layout import LayoutError, nested_roots, scan_runs
 
     root = settings.lo2_root()
+    follow = settings.follow_symlinks()
     try:
-        runs, skipped = scan_runs(root)
+        runs, skipped, other = scan_runs(root, follow)
     except LayoutError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for reason in skipped:
         print(f"warning: skipped run folder {reason}", file=sys.stderr)
+    if other:
+        print(f"note: not runs (no log files in them): {', '.join(other)}")
     if args.runs:
         unknown = sorted(set(args.runs) - set(runs))
         if unknown:
@@ -122,12 +141,41 @@ def _run(args: argparse.Namespace) -> int:
             return 2
         runs = [r for r in runs if r in set(args.runs)]
     if not runs:
+        nested = nested_roots(root, follow)
+        hint = (f" The runs seem to be one level down: --root {nested[0]}" if nested else
+                " Generate some with `lo2-dagster synth DIR` and pass --root DIR.")
         print(f"error: no run folders under {root} (expected {root}/logs/<run>/<test_case>/"
-              "*.log). Generate some with `lo2-dagster synth DIR` and pass --root DIR.",
-              file=sys.stderr)
+              f"*.log, LO2 v1 or v2 run folders).{hint}", file=sys.stderr)
+        return 2
+    warehouse = settings.warehouse_root()
+    from lo2_dagster.lock import Busy, LockError, exclusive
+    from lo2_dagster.storage import unwritable
+
+    problem = unwritable(warehouse)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        with exclusive(settings.dagster_home(), warehouse, wait=not args.no_wait,
+                       notice=lambda m: print(m, file=sys.stderr, flush=True)):
+            return _run_locked(args, root, runs, warehouse)
+    except Busy as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except LockError as e:  # DAGSTER_HOME or the warehouse cannot hold the lock file
+        print(f"error: {e}", file=sys.stderr)
         return 2
 
-    warehouse = settings.warehouse_root()
+
+def _run_locked(args: argparse.Namespace, root: Path, runs: list[str], warehouse: str) -> int:
+    """The main job, once this process alone uses DAGSTER_HOME and the warehouse."""
+    home = settings.prepare_dagster_home()
+    import dagster as dg
+
+    from lo2_dagster.definitions import defs
+    from lo2_dagster.defs.keys import ANOMALY_MODEL, DRAIN_TEMPLATES
+    from lo2_dagster.pipeline import add_run_partitions, materialize_all
+
     print(f"LO2 root:     {root} ({len(runs)} runs)")
     print(f"warehouse:    {warehouse}")
     print(f"DAGSTER_HOME: {home}")
@@ -144,6 +192,49 @@ def _run(args: argparse.Namespace) -> int:
                                    reuse=reuse, force=args.force)
     _summary(outcomes, runs, warehouse, time.perf_counter() - started)
     return 0 if all(o.success for o in outcomes) else 1
+
+
+def _forget(args: argparse.Namespace) -> int:
+    """Delete run partitions (a run folder that was removed on purpose): the model stops
+    training on them; their warehouse files stay until removed by hand."""
+    from lo2_dagster.lib.layout import LayoutError, logs_dir
+    from lo2_dagster.lock import exclusive
+
+    _export_locations(args)
+    try:
+        present = [run for run in args.runs if (logs_dir(settings.lo2_root()) / run).is_dir()]
+    except LayoutError:
+        present = []
+    if present:
+        print(f"error: {', '.join(present)} still has a folder under {settings.lo2_root()}: "
+              "the next run or sensor tick would add it back. Delete the folder first.",
+              file=sys.stderr)
+        return 2
+    home = settings.dagster_home()
+    with exclusive(home, settings.warehouse_root(), wait=True,
+                   notice=lambda m: print(m, file=sys.stderr, flush=True)):
+        settings.prepare_dagster_home()
+        return _forget_locked(args.runs, home)
+
+
+def _forget_locked(runs: list[str], home: Path) -> int:
+    """Delete the partitions of ``runs`` from the instance (all of them known, or none)."""
+    import dagster as dg
+
+    from lo2_dagster.defs.ingest.partitions import RUNS
+
+    with dg.DagsterInstance.get() as instance:
+        known = set(instance.get_dynamic_partitions(RUNS.name))
+        unknown = [run for run in runs if run not in known]
+        if unknown:
+            print(f"error: no such run partition(s) in {home}: {', '.join(unknown)}",
+                  file=sys.stderr)
+            return 2
+        for run in runs:
+            instance.delete_dynamic_partition(RUNS.name, run)
+            print(f"forgot {run} (its files under {settings.warehouse_root()}/lo2/*/{run}"
+                  ".parquet are kept; delete them by hand if you like)")
+    return 0
 
 
 def _summary(outcomes: list, runs: Sequence[str], warehouse: str, seconds: float) -> None:

@@ -9,6 +9,8 @@ UI shows every run and materialization afterwards.
 
 from __future__ import annotations
 
+import functools
+import re
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -19,8 +21,9 @@ from dagster._core.execution.plan.objects import StepFailureData
 
 from lo2_dagster.defs.ingest.partitions import RUNS
 from lo2_dagster.defs.ingest.sensors import observe_sources
-from lo2_dagster.defs.keys import TRAINING_SET
+from lo2_dagster.defs.keys import ANOMALY_MODEL, DRAIN_TEMPLATES, TRAINING_SET
 from lo2_dagster.defs.model.assets import training_set_is_current
+from lo2_dagster.storage import Warehouse, stored_problem
 from lo2_dagster.versions import StaleStatus, describe, stale_status
 
 
@@ -101,6 +104,9 @@ def materialize_all(
     failed_runs: set[str] = set()
     failed_stage: str | None = None
     _observe(defs, instance, runs, report)
+    warehouse = defs.resources.get("warehouse")
+    damaged = (functools.partial(_damaged, instance, warehouse)
+               if isinstance(warehouse, Warehouse) else lambda key, partition: None)
     for stage in plan_stages(graph):
         names = ", ".join(k.to_user_string() for k in stage.keys)
         if failed_stage:
@@ -115,7 +121,8 @@ def materialize_all(
             where = partition or "all runs"
             done: set[dg.AssetKey] = set()
             while True:  # until nothing in the stage is missing or stale for this partition
-                todo = _todo(instance, graph, stage.keys, partition, force, reuse, done, report)
+                todo = _todo(instance, graph, stage.keys, partition, force, reuse, done, report,
+                             damaged)
                 if not todo:
                     break
                 report(f"[{where}]: {', '.join(k.to_user_string() for k in todo)} ...")
@@ -158,10 +165,11 @@ def _observe(defs: dg.Definitions, instance: dg.DagsterInstance, runs: Sequence[
 
 def _todo(instance: dg.DagsterInstance, graph: AssetGraph, keys: Sequence[dg.AssetKey],
           partition: str | None, force: bool, reuse: Collection[dg.AssetKey],
-          done: set[dg.AssetKey], report: Callable[[str], object]) -> list[dg.AssetKey]:
-    """The stage's assets to materialize for ``partition`` now: missing or stale ones (all of
-    them with ``force``), except those already done in this stage and reused ones (which are
-    added to ``done``, so that they are reported once)."""
+          done: set[dg.AssetKey], report: Callable[[str], object],
+          damaged: Callable[[dg.AssetKey, str | None], str | None]) -> list[dg.AssetKey]:
+    """The stage's assets to materialize for ``partition`` now: missing, stale or damaged ones
+    (all of them with ``force``), except those already done in this stage and reused ones (which
+    are added to ``done``, so that they are reported once)."""
     pending = [k for k in keys if k not in done]
     if force:
         return [k for k in pending if not (k in reuse and _exists(instance, k))]
@@ -173,6 +181,12 @@ def _todo(instance: dg.DagsterInstance, graph: AssetGraph, keys: Sequence[dg.Ass
                 not training_set_is_current(instance):
             status = StaleStatus.STALE  # past 100 runs Dagster cannot tell: compare ourselves
         if status == StaleStatus.FRESH:
+            problem = damaged(key, partition)
+            if problem is None:
+                continue
+            report(f"[{partition or 'all runs'}]: rebuild {key.to_user_string()}: its stored "
+                   f"file is damaged ({problem})")
+            todo.append(key)
             continue
         if key in reuse and status == StaleStatus.STALE:
             report(f"[all runs]: keep {key.to_user_string()} (already materialized, though "
@@ -184,6 +198,26 @@ def _todo(instance: dg.DagsterInstance, graph: AssetGraph, keys: Sequence[dg.Ass
                    + (f" (+{len(causes) - 1} more)" if len(causes) > 1 else ""))
         todo.append(key)
     return todo
+
+
+def _damaged(instance: dg.DagsterInstance, warehouse: Warehouse, key: dg.AssetKey,
+             partition: str | None) -> str | None:
+    """What is wrong with the stored file of an up-to-date asset (partition), if anything: a
+    per-run asset's Parquet file, or what an unpartitioned asset's IO manager stored (its last
+    materialization's ``path`` says whether a Parquet file or a folder; the current warehouse
+    says where). Footers and a hash only: no data is read."""
+    if partition is not None:
+        return stored_problem(warehouse.path_for(key, partition))
+    event = instance.get_latest_materialization_event(key)
+    materialization = event.asset_materialization if event else None
+    path = materialization.metadata.get("path") if materialization else None
+    if path is None or not isinstance(path.value, str):
+        return None  # stores nothing the pipeline reads back (a report, an export)
+    if key == ANOMALY_MODEL:
+        return stored_problem(warehouse.folder_for(key), "model")
+    if key == DRAIN_TEMPLATES:
+        return stored_problem(warehouse.folder_for(key), "templates")
+    return stored_problem(warehouse.path_for(key)) if path.value.endswith(".parquet") else None
 
 
 def _exists(instance: dg.DagsterInstance, key: dg.AssetKey) -> bool:
@@ -231,7 +265,10 @@ def _failure_message(failure: StepFailureData) -> str:
     error = failure.error
     while error is not None and error.cause is not None:
         error = error.cause
-    return error.message.strip() if error is not None else "step failed"
+    if error is None:
+        return "step failed"
+    # Our own errors say everything in their message: drop "lo2_dagster.x.SomeError: ".
+    return re.sub(r"^lo2_dagster(\.\w+)+: ", "", error.message.strip())
 
 
 def _describe(outcome: Outcome) -> str:

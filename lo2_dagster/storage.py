@@ -8,6 +8,7 @@ into place, so a failed or retried write never leaves a half-written partition b
 """
 
 
+import errno
 import functools
 import os
 import tempfile
@@ -25,7 +26,13 @@ from dagster._core.storage.upath_io_manager import escape_dotdot_segments
 from upath import UPath
 
 from lo2_dagster import settings
-from lo2_dagster.lib.model import BundleFiles, ModelBundle, load_bundle
+from lo2_dagster.lib.model import (
+    BundleError,
+    BundleFiles,
+    ModelBundle,
+    load_bundle,
+    verify_bundle,
+)
 from lo2_dagster.lib.templates import DrainSettings, Templates
 
 
@@ -122,6 +129,9 @@ class PolarsParquetIOManager(dg.UPathIOManager):
                 f"Warehouse file {path} is missing (was the warehouse moved or cleaned?). "
                 f"Re-materialize {name or 'the upstream asset'} to write it again."
             )
+        problem = parquet_problem(path)
+        if problem is not None:
+            raise WarehouseFileError(damaged_message(path, problem, _asset_name(context)))
         wanted = _wanted_type(context)
         if wanted is UPath:  # the file itself, e.g. to stream it somewhere else
             return path
@@ -129,6 +139,65 @@ class PolarsParquetIOManager(dg.UPathIOManager):
             return pl.scan_parquet(str(path.path))
         frame = read_parquet(path)  # remote: read whole (polars reads only some URL schemes)
         return frame.lazy() if wanted is pl.LazyFrame else frame
+
+
+def _asset_name(context: dg.InputContext) -> str:
+    """The upstream asset (and partition) an input reads, as the UI names it."""
+    upstream = context.upstream_output
+    if upstream is None or not upstream.has_asset_key:
+        return "the upstream asset"
+    return upstream.asset_key.to_user_string()
+
+
+class WarehouseFileError(ValueError):
+    """A warehouse file that cannot be what was written; the message names it and the fix."""
+
+
+def damaged_message(path: Any, problem: str, asset: str) -> str:
+    """The error for a damaged warehouse file: which file, what is wrong, how to rebuild it."""
+    return (f"Warehouse file {path} is damaged ({problem}). Run `lo2-dagster run` to rebuild "
+            f"it (it checks every stored file), or materialize {asset} again for that run.")
+
+
+def parquet_problem(path: UPath) -> str | None:
+    """What is wrong with a Parquet file, found from its footer alone (a truncated or
+    overwritten file has no valid footer), or None if it opens."""
+    try:
+        with path.open("rb") as f:
+            pq.ParquetFile(f).metadata  # noqa: B018 (reading the footer is the check)
+    except FileNotFoundError:
+        return "missing"
+    except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ...
+        cause = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return f"not a readable Parquet file: {cause}"
+    return None
+
+
+def stored_problem(path: UPath, kind: str = "parquet") -> str | None:
+    """What is wrong with what an asset stored at ``path``, or None if it is whole. ``kind``:
+    ``parquet`` (a file), ``model`` (the bundle's folder: ``model.joblib`` has the sha256 its
+    ``model.yml`` records) or ``templates`` (the Drain templates' folder: all three files, a
+    readable table). Cheap: footers and one hash, no data read."""
+    if not path.exists():
+        return "missing"
+    if kind == "model":
+        try:
+            verify_bundle(path)
+        except BundleError as e:
+            return str(e)
+        return None
+    if kind == "templates":
+        return templates_problem(path)
+    return parquet_problem(path)
+
+
+def templates_problem(path: UPath) -> str | None:
+    """What is missing or unreadable in a Drain templates folder (its state file is written
+    last, so a folder without it was interrupted), or None."""
+    for name in (STATE_FILE, "templates.parquet", "settings.json"):
+        if not (path / name).exists():
+            return f"{path / name} is missing"
+    return parquet_problem(path / "templates.parquet")
 
 
 def _per_partition_type(context: dg.InputContext) -> Any:
@@ -167,13 +236,14 @@ def _write_local_atomic(
     """Write Parquet (or bytes) next to ``target`` under a temporary name, then rename it into
     place. Returns the rows written when only the writing knows them (``Batches``)."""
     folder = os.path.dirname(target)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=folder)
-    os.close(fd)
-    # mkstemp makes the file private (0600); the warehouse is meant to be read by notebooks.
-    os.chmod(tmp, 0o666 & ~_umask())
+    tmp = None
     rows = None
     try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=folder)
+        os.close(fd)
+        # mkstemp makes the file private (0600); the warehouse is meant to be read by notebooks.
+        os.chmod(tmp, 0o666 & ~_umask())
         if isinstance(obj, bytes):
             with open(tmp, "wb") as f:
                 f.write(obj)
@@ -184,11 +254,66 @@ def _write_local_atomic(
         else:
             obj.write_parquet(tmp, **_PARQUET_OPTIONS)
         os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        failure = write_failure(e, target)
+        if failure is not None:
+            raise failure from None  # its message says it all; the chain would bury it
         raise
     return rows
+
+
+def unwritable(root: str) -> str | None:
+    """Why a local warehouse root cannot be written (one line: path, cause, fix), else None.
+    Checked before a run starts, so a read-only warehouse fails at once, not after an hour."""
+    if "://" in root:
+        return None  # remote: its credentials decide, at the first write
+    try:
+        os.makedirs(root, exist_ok=True)
+        with tempfile.NamedTemporaryFile(prefix=".tmp-probe-", dir=root):
+            pass
+    except OSError as e:
+        failure = write_failure(e, os.path.join(root, "<asset>.parquet"))
+        return str(failure) if failure else f"Cannot write the warehouse {root}: {e}"
+    return None
+
+
+#: errno values of a full disk or quota, and of a folder that cannot be written.
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+class WarehouseWriteError(OSError):
+    """A warehouse write that failed for a reason the user fixes: one line with the path, the
+    cause and the fix (nothing partial is left behind)."""
+
+
+def write_failure(error: BaseException, target: str) -> WarehouseWriteError | None:
+    """The user's one-line error for a failed write of ``target``: a full disk or a folder that
+    cannot be written (as an OSError, or as the text of a polars/pyarrow error); None for
+    anything else."""
+    if isinstance(error, WarehouseWriteError):
+        return None
+    code = error.errno if isinstance(error, OSError) else None
+    text = str(error)
+    if code is None:  # polars and pyarrow report the OS error in their message
+        for candidate in (*_NO_SPACE, *_NOT_WRITABLE):
+            if os.strerror(candidate) in text:
+                code = candidate
+                break
+    if code in _NO_SPACE:
+        fix = (f"free space on the disk that holds {os.path.dirname(target)}, or point "
+               "--warehouse (LO2_WAREHOUSE) at a larger one, then run again")
+    elif code in _NOT_WRITABLE:
+        fix = (f"make {os.path.dirname(target)} writable for this user, or point --warehouse "
+               "(LO2_WAREHOUSE) at a writable folder")
+    else:
+        return None
+    failure = WarehouseWriteError(f"Cannot write {target}: {os.strerror(code)}. Fix: {fix} "
+                                  "(no partial file was left).")
+    failure.errno = code
+    return failure
 
 
 def concat_parquet(sources: Sequence[UPath], target: UPath, batch_rows: int,
@@ -286,11 +411,11 @@ class DrainTemplatesIOManager(dg.UPathIOManager):
         write_bytes(path / STATE_FILE, obj.state())  # last: a complete state means a complete set
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> Templates:
-        fix = "materialize lo2/drain_templates again (it trains on the ingested runs)"
-        missing = [p for p in (path / STATE_FILE, path / "templates.parquet",
-                               path / "settings.json") if not p.exists()]
-        if missing:
-            raise FileNotFoundError(f"Drain templates file {missing[0]} is missing: {fix}.")
+        fix = ("run `lo2-dagster run` (it rebuilds damaged files), or materialize "
+               "lo2/drain_templates again (it trains on the ingested runs)")
+        problem = templates_problem(path)
+        if problem is not None:
+            raise FileNotFoundError(f"Drain templates: {problem}: {fix}.")
         try:
             table = read_parquet(path / "templates.parquet")
             drain = DrainSettings.from_json((path / "settings.json").read_text())

@@ -285,3 +285,24 @@ def test_continuation_right_after_the_trim_belongs_to_the_trimmed_event(write_ru
     assert (row["trimmed"], row["blank"], row["event"], row["continuation"]) == (
         3 + 5, 1, 1, 2)
     assert loaded.events["m_message"].to_list() == ["first request\n" + "\n".join(TRACE[1:3])]
+
+
+def test_utf16_files_are_read_and_sizes_are_those_on_disk(write_run):
+    text = "\n".join(line(f"10:00:00.00{i}", f"message {i}") for i in range(3)) + "\n"
+    root = write_run({("correct", "token"): text.encode("utf-16")})
+    loaded = loader.load_run(root, RUN, trim_lines=0)
+    assert loaded.events["m_message"].to_list() == ["message 0", "message 1", "message 2"]
+    assert loaded.files["bytes"][0] == len(text.encode("utf-16"))
+
+
+def test_a_run_without_a_readable_log_loads_empty(write_run, tmp_path):
+    root = write_run({("correct", "token"): "x"})
+    log = root / "logs" / RUN / "correct" / "light-oauth2-oauth2-token-1.log"
+    log.unlink()
+    log.mkdir()  # a folder where a log should be: listed as unknown, not read
+    (root / "logs" / RUN / "correct" / "light-oauth2-oauth2-code-1.log").symlink_to(
+        tmp_path / "lo2" / "logs" / RUN / "correct" / "gone.log")  # dangling, inside the root
+    loaded = loader.load_run(root, RUN, trim_lines=0)
+    assert "correct/light-oauth2-oauth2-token-1.log/" in loaded.layout.ignored
+    assert len(loaded.layout.outside_root) == 1 and loaded.events.is_empty()
+    assert loaded.events.schema == pl.Schema(loader.EVENT_SCHEMA)

@@ -32,11 +32,15 @@ def test_synth_then_run_end_to_end(tmp_path):
     runs = sorted(p.name for p in (data / "logs").iterdir())
     assert len(runs) == 2
 
-    # A third run folder without test cases: it fails alone, named; the others are written.
+    # A third run folder with logs but without test cases: it fails alone, named; the others
+    # are written. A folder without any logs is not a run, and is said to be skipped.
     (data / "logs" / "light-oauth2-data-1900000000" / "stray").mkdir(parents=True)
+    (data / "logs" / "light-oauth2-data-1900000000" / "stray" / "notes.log").write_text("?")
+    (data / "logs" / "pre_run_results").mkdir()
     result = cli("run", "--root", str(data), "--warehouse", str(warehouse), env=env)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "light-oauth2-data-1900000000 has no test-case folders" in result.stdout
+    assert "not runs (no log files in them): pre_run_results" in result.stdout
     # 3 x raw, templates, 2 x enhanced (the bad run is skipped), exports + training set +
     # model, 2 x predictions
     assert "3 runs, 9 Dagster runs, 1 failed" in result.stdout
@@ -78,7 +82,7 @@ def test_synth_then_run_end_to_end(tmp_path):
             os.environ["DAGSTER_HOME"] = saved
 
     # Only the good runs, by name, nothing changed: nothing is rewritten, and it says so.
-    files = sorted(warehouse.rglob("*.*"))
+    files = sorted(p for p in warehouse.rglob("*.*") if not p.name.startswith("."))  # no lock
     written = {p: p.stat().st_mtime_ns for p in files}
     again = cli("run", "--root", str(data), "--warehouse", str(warehouse), "--runs", *runs,
                 env=env)

@@ -1,5 +1,7 @@
 """The warehouse IO manager: exact paths, atomic writes, lazy loads, any fsspec root."""
 
+import os
+
 import dagster as dg
 import polars as pl
 import pytest
@@ -112,3 +114,57 @@ def test_batches_are_written_in_order_one_row_group_each(tmp_path):
     with pytest.raises(ValueError, match="differs"):
         write_parquet(UPath(tmp_path) / "c.parquet", Batches(schema, failing()))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.parquet"]  # no partial file
+
+
+def test_stored_problem_finds_truncated_parquet_and_missing_files(tmp_path):
+    from lo2_dagster.storage import stored_problem, write_parquet
+
+    path = UPath(tmp_path / "t.parquet")
+    write_parquet(path, FRAME)
+    assert stored_problem(path) is None
+    data = path.read_bytes()
+    path.write_bytes(data[:-10])
+    assert "not a readable Parquet file" in stored_problem(path)
+    assert stored_problem(UPath(tmp_path / "nothing.parquet")) == "missing"
+
+
+def test_write_failures_name_path_cause_and_fix():
+    import errno
+
+    from lo2_dagster.storage import write_failure
+
+    full = write_failure(OSError(errno.ENOSPC, "No space left on device"), "/w/lo2/x.parquet")
+    assert str(full).startswith("Cannot write /w/lo2/x.parquet: No space left on device. Fix: "
+                                "free space on the disk that holds /w/lo2")
+    # polars reports the OS error inside its own exception's text
+    ro = write_failure(pl.exceptions.ComputeError("... Read-only file system (os error 30)"),
+                       "/w/x.parquet")
+    assert ro is not None and "Fix: make /w writable" in str(ro)
+    assert write_failure(ValueError("a bug"), "/w/x.parquet") is None
+
+
+def test_the_lock_is_exclusive_and_released_when_its_holder_ends(tmp_path):
+    import subprocess
+    import sys
+
+    from lo2_dagster.lock import Busy, exclusive
+
+    home, warehouse = tmp_path / "home", str(tmp_path / "warehouse")
+    with exclusive(home, warehouse), pytest.raises(Busy, match=f"pid {os.getpid()},"), \
+            exclusive(tmp_path / "other_home", warehouse, wait=False):
+        pass  # same warehouse, other home: busy
+    # A holder killed with -9 leaves no lock behind.
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from lo2_dagster.lock import exclusive\n"
+        f"with exclusive({str(home)!r}, {warehouse!r}):\n"
+        "    print('held', flush=True); time.sleep(600)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(Busy, match=f"pid {holder.pid},"), \
+                exclusive(home, warehouse, wait=False):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with exclusive(home, warehouse, wait=False):
+        pass

@@ -48,7 +48,8 @@ def logs_dir(root: Path) -> Path:
 
 def outside_root(path: Path, root: Path, follow_symlinks: bool) -> Path | None:
     """Where ``path`` really is, if it is a symbolic link that leads outside ``root`` (and links
-    are not to be followed there); else None."""
+    are not to be followed there), or its target if it leads nowhere (dangling, a loop); else
+    None."""
     if follow_symlinks or not path.is_symlink():
         return None
     try:

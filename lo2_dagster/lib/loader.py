@@ -24,7 +24,7 @@ from typing import AnyStr, Literal
 
 import polars as pl
 
-from lo2_dagster.lib.layout import LogFile, RunFiles, run_files
+from lo2_dagster.lib.layout import LayoutError, LogFile, RunFiles, run_files
 from lo2_dagster.lib.names import CORRECT, run_start, seq_id
 
 #: Bump when a change to this module changes its output for the same files.
@@ -108,16 +108,23 @@ class FileRead:
 
 
 def read_log_file(log: LogFile) -> FileRead:
-    """Read and decode one file; invalid UTF-8 is replaced (U+FFFD) and its lines counted.
+    """Read and decode one file (UTF-8, or UTF-16 with a byte-order mark); invalid UTF-8 is
+    replaced (U+FFFD) and its lines counted; the size and digest are of the bytes on disk.
     ``\r\n`` and lone ``\r`` line breaks become ``\n`` (the digest is of the bytes as read)."""
-    data = log.path.read_bytes()
-    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    try:
+        data = raw = log.path.read_bytes()
+    except OSError as e:
+        raise LayoutError(f"Cannot read {log.path}: {e.strerror or e}. Fix its permissions, or "
+                          "move it out of the run folder.") from None
+    digest = hashlib.blake2b(raw, digest_size=16).hexdigest()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with a byte-order mark
+        data = data.decode("utf-16", errors="replace").encode()
     try:
         text, invalid = data.decode("utf-8"), 0
     except UnicodeDecodeError:
         text = data.decode("utf-8", errors="replace")
         invalid = sum(1 for line in normalize_newlines(data).split(b"\n") if not _is_utf8(line))
-    return FileRead(log, normalize_newlines(text), len(data), digest, invalid)
+    return FileRead(log, normalize_newlines(text), len(raw), digest, invalid)
 
 
 def normalize_newlines(text: AnyStr) -> AnyStr:
@@ -359,7 +366,8 @@ def load_run(
         del lines, batch
     # No rechunk: concatenating the batches' chunks would briefly hold every event twice.
     events = (
-        pl.concat(event_parts, rechunk=False) if event_parts else pl.DataFrame(schema=EVENT_SCHEMA)
+        pl.concat(event_parts, rechunk=False) if event_parts
+        else pl.DataFrame(schema={k: v for k, v in EVENT_SCHEMA.items() if k != "row_id"})
     )
     events = events.with_row_index("row_id").with_columns(pl.col("row_id").cast(pl.Int64))
     files = pl.DataFrame(file_rows, schema=_FILES_SCHEMA)

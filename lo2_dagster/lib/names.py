@@ -144,6 +144,10 @@ def validate_run_key(key: str) -> str:
         problems.append("it contains '..'")
     if key.startswith("."):
         problems.append("it starts with '.' (hidden folder)")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        problems.append("its name is not valid UTF-8")
     if problems:
         raise InvalidRunKey(
             f"Invalid run partition key {key!r}: {'; '.join(problems)}. A run key is the name of "

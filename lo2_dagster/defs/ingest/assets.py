@@ -174,7 +174,7 @@ def _warn_about_oddities(
     if layout.outside_root:
         context.log.warning(
             f"Not followed: {len(layout.outside_root)} symbolic link(s) in {layout.run_dir} "
-            f"that lead outside the LO2 root, e.g. {layout.outside_root[0]}. Set "
+            f"that lead outside the LO2 root (or nowhere), e.g. {layout.outside_root[0]}. Set "
             "LO2_FOLLOW_SYMLINKS=1 if the root is made of links on purpose."
         )
     if layout.ignored:
