@@ -17,7 +17,7 @@ GRAPH = {
     "lo2/run_logs": {"deps": [], "group": "ingest", "partitions": "lo2_runs",
                      "code_version": None, "checks": [], "automation": None},
     "lo2/raw_events": {"deps": ["lo2/run_logs"], "group": "ingest", "partitions": "lo2_runs",
-                       "code_version": "parser-1", "checks": ["every_line_accounted_for"],
+                       "code_version": "parser-2", "checks": ["every_line_accounted_for"],
                        "automation": PER_RUN},
     "lo2/raw_sequences": {"deps": ["lo2/raw_events"], "group": "ingest",
                           "partitions": "lo2_runs", "code_version": "1", "checks": [],
@@ -25,19 +25,19 @@ GRAPH = {
     "lo2/fp_allowlist": {"deps": [], "group": "features", "partitions": None,
                          "code_version": None, "checks": [], "automation": None},
     "lo2/message_counts": {"deps": ["lo2/raw_events"], "group": "features",
-                           "partitions": "lo2_runs", "code_version": "enhancer-2", "checks": [],
+                           "partitions": "lo2_runs", "code_version": "enhancer-3", "checks": [],
                            "automation": PER_RUN},
     "lo2/drain_templates": {"deps": ["lo2/message_counts"], "group": "features",
-                            "partitions": None, "code_version": "drain-2", "checks": [],
+                            "partitions": None, "code_version": "drain-3", "checks": [],
                             "automation": RETRAIN},
     "lo2/events_enhanced": {
         "deps": ["lo2/drain_templates", "lo2/fp_allowlist", "lo2/raw_events"],
-        "group": "features", "partitions": "lo2_runs", "code_version": "enhancer-2",
+        "group": "features", "partitions": "lo2_runs", "code_version": "enhancer-3",
         "checks": ENHANCED_CHECKS, "automation": PER_RUN},
     "lo2/sequences_enhanced": {
         "deps": ["lo2/drain_templates", "lo2/events_enhanced", "lo2/fp_allowlist",
                  "lo2/raw_sequences"],
-        "group": "features", "partitions": "lo2_runs", "code_version": "enhancer-2",
+        "group": "features", "partitions": "lo2_runs", "code_version": "enhancer-3",
         "checks": ENHANCED_CHECKS, "automation": PER_RUN},
     "lo2/enhanced_exports": {
         "deps": ["lo2/events_enhanced", "lo2/sequences_enhanced"], "group": "features",
@@ -47,7 +47,7 @@ GRAPH = {
         "code_version": "fingerprint-1", "checks": [], "automation": "on_any_run_changed"},
     "lo2/anomaly_model": {
         "deps": ["lo2/drain_templates", "lo2/sequences_enhanced", "lo2/training_set"],
-        "group": "model", "partitions": None, "code_version": "model-3",
+        "group": "model", "partitions": None, "code_version": "model-4",
         "checks": ["holdout_test_case_roc_auc_above_floor"],
         "automation": "on_retrain_cron(0 3 * * 0)_or_new_templates"},
     "lo2/predictions": {

@@ -222,11 +222,11 @@ def _real_bundle(runs, name=lib.DEFAULT_MODEL, seed=0):
 def test_training_is_deterministic_for_a_seed(generated):
     shas = {}
     for name in ("rare_tokens", "isolation_forest"):
-        first = lib.bundle_files(_real_bundle(generated, name), WHEN, None)
-        second = lib.bundle_files(_real_bundle(generated, name), WHEN, None)
+        first = lib.bundle_files(_real_bundle(generated, name), None)
+        second = lib.bundle_files(_real_bundle(generated, name), None)
         assert first.files == second.files  # model.joblib, metrics.json and model.yml
         shas[name] = first.sha256
-    other = lib.bundle_files(_real_bundle(generated, "isolation_forest", seed=5), WHEN, None)
+    other = lib.bundle_files(_real_bundle(generated, "isolation_forest", seed=5), None)
     assert other.sha256 != shas["isolation_forest"]
 
 
@@ -236,9 +236,10 @@ def test_bundle_round_trips_in_a_fresh_process_and_scores_identically(generated,
     record = yaml.safe_load((tmp_path / "model" / lib.RECORD_FILE).read_text())
     assert record["sha256"] == sha and record["model"] == bundle.model
     assert record["training_runs"] == list(bundle.split.training)
-    for field in ("generated_at", "training_rows", "holdout_rows", "params", "threshold",
+    for field in ("training_rows", "holdout_rows", "params", "threshold",
                   "threshold_percentile", "metrics", "git_commit"):
         assert field in record
+    assert "generated_at" not in record  # the same bundle, the same bytes: no timestamp
     metrics = json.loads((tmp_path / "model" / lib.METRICS_FILE).read_text())
     assert metrics["holdout_runs"] == list(bundle.split.holdout)
     assert metrics["test_case"]["roc_auc"] == bundle.metrics["test_case"]["roc_auc"]
@@ -270,7 +271,7 @@ def test_a_tampered_or_unrecorded_bundle_is_refused(generated, tmp_path):
     with pytest.raises(lib.BundleError, match=changed):
         lib.load_bundle(folder)
     (folder / lib.RECORD_FILE).unlink()
-    with pytest.raises(lib.BundleError, match=r"model\.yml is missing: materialize"):
+    with pytest.raises(lib.BundleError, match=r"model\.yml is missing: run `lo2-dagster run`"):
         lib.load_bundle(folder)
     # A record without a sha256 verifies nothing: refused before unpickling.
     sha = lib.save_bundle(_real_bundle(generated), folder)
@@ -315,3 +316,12 @@ def test_predict_applies_the_bundle_and_never_fits(generated, monkeypatch):
     for run, part in both.group_by("run"):
         alone = lib.predict(bundle, [frame if run[0] == frame["run"][0] else other], "new")
         assert part.sort("seq_id").equals(alone.sort("seq_id"))
+
+
+def test_runs_without_correct_sequences_or_folders_are_left_out_with_the_reason():
+    from lo2_dagster.lib.metrics import trainable_runs
+
+    kept, left_out = trainable_runs({"a": 7, "b": 0, "c": 7, "d": 3}, gone={"c"})
+    assert kept == ["a", "d"]
+    assert "no correct sequences" in left_out["b"]
+    assert "lo2-dagster forget c" in left_out["c"]

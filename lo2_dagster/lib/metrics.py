@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,24 @@ NO_EVENT_LEVEL = ("every registry model scores sequences (run x test case x serv
 class Split:
     training: tuple[str, ...]
     holdout: tuple[str, ...]
+
+
+def trainable_runs(normal_sequences: Mapping[str, int], gone: Collection[str] = ()
+                   ) -> tuple[list[str], dict[str, str]]:
+    """The runs a model may learn from and be calibrated on, and why the others are left out: a
+    run whose folder is gone (``gone``), and a run without ``correct`` sequences (its files were
+    empty, or it lacks the test case), which could neither teach normal nor set a threshold.
+    ``normal_sequences``: run -> its number of ``correct`` sequences."""
+    left_out: dict[str, str] = {}
+    for run, count in sorted(normal_sequences.items()):
+        if run in gone:
+            left_out[run] = ("its run folder is gone; forget the partition with "
+                             f"`lo2-dagster forget {run}` (or delete it in the UI: Assets > "
+                             "lo2/raw_events > Partitions)")
+        elif count == 0:
+            left_out[run] = ("it has no correct sequences (empty files, or no correct test "
+                             "case): nothing to learn normal from or calibrate on")
+    return [run for run in sorted(normal_sequences) if run not in left_out], left_out
 
 
 def split_runs(runs: list[str], holdout_fraction: float, seed: int) -> Split:

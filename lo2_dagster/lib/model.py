@@ -14,7 +14,6 @@ files are pickles, and loading one runs code.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import importlib.metadata
 import io
@@ -358,10 +357,10 @@ class BundleFiles:
     files: dict[str, bytes]
 
 
-def bundle_files(bundle: ModelBundle, generated_at: dt.datetime,
-                 commit: str | None) -> BundleFiles:
-    """Serialize a bundle: ``model.joblib`` (deterministic bytes for the same bundle: the
-    timestamp is kept out of it), ``metrics.json`` and ``model.yml``."""
+def bundle_files(bundle: ModelBundle, commit: str | None) -> BundleFiles:
+    """Serialize a bundle: ``model.joblib``, ``metrics.json`` and ``model.yml``, the same bytes
+    for the same bundle and commit. No file says when it was written (Dagster's event log
+    does): retraining on the same data rewrites the same bytes."""
     buffer = io.BytesIO()
     joblib.dump(bundle, buffer, compress=3)
     payload = buffer.getvalue()
@@ -371,7 +370,6 @@ def bundle_files(bundle: ModelBundle, generated_at: dt.datetime,
     metrics = {**runs, "threshold": bundle.threshold, "quality_gate": bundle.gate,
                **bundle.metrics}
     record = {
-        "generated_at": generated_at.isoformat(timespec="seconds"),
         "model": bundle.model,
         "sha256": sha,
         "training_rows": bundle.training_rows,
@@ -401,20 +399,22 @@ def save_bundle(bundle: ModelBundle, folder: str | Path) -> str:
     """Write the bundle's files into a local folder; returns the sha256 of ``model.joblib``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    files = bundle_files(bundle, dt.datetime.now(dt.UTC), git_commit())
+    files = bundle_files(bundle, git_commit())
     for name, data in files.files.items():
         (folder / name).write_bytes(data)
     return files.sha256
 
 
-def load_bundle(path: Any, expected_sha256: str | None = None) -> ModelBundle:
-    """Load a bundle from its folder (or its ``model.joblib``), after checking that the file's
+def verify_bundle(path: Any, expected_sha256: str | None = None) -> bytes:
+    """The bytes of a bundle's ``model.joblib`` (``path``: its folder or the file), once their
     sha256 is the one ``model.yml`` recorded at training time (and ``expected_sha256``, e.g.
-    Dagster's record of the materialization, if given). Anything else is refused unread."""
+    Dagster's record of the materialization, if given); else a BundleError naming the file and
+    the fix. Nothing is unpickled."""
     location = Path(path) if isinstance(path, str) else path
     folder = location.parent if location.name == MODEL_FILE else location
     model_path, record_path = folder / MODEL_FILE, folder / RECORD_FILE
-    fix = "materialize lo2/anomaly_model again to write a new bundle"
+    fix = ("run `lo2-dagster run` (it retrains a damaged model), or materialize "
+           "lo2/anomaly_model again")
     for needed in (model_path, record_path):
         if not needed.exists():
             raise BundleError(f"{needed} is missing: {fix}.")
@@ -433,6 +433,16 @@ def load_bundle(path: Any, expected_sha256: str | None = None) -> ModelBundle:
                 f"{model_path} has sha256 {actual}, but {source} says {want}: the file was "
                 f"changed or replaced after training, and joblib files are pickles (loading "
                 f"one runs code), so it is not loaded. If you did not change it, {fix}.")
+    return payload
+
+
+def load_bundle(path: Any, expected_sha256: str | None = None) -> ModelBundle:
+    """Load a bundle from its folder (or its ``model.joblib``) after ``verify_bundle``: a file
+    that is not the one trained is refused unread."""
+    payload = verify_bundle(path, expected_sha256)
+    location = Path(path) if isinstance(path, str) else path
+    model_path = location if location.name == MODEL_FILE else location / MODEL_FILE
+    actual = hashlib.sha256(payload).hexdigest()
     bundle = joblib.load(io.BytesIO(payload))
     if not isinstance(bundle, ModelBundle):
         raise BundleError(f"{model_path} holds a {type(bundle).__name__}, not a ModelBundle")

@@ -1,6 +1,5 @@
 """The anomaly model: fitted on training runs, evaluated on holdout runs, persisted with joblib."""
 
-import datetime as dt
 import functools
 import time
 
@@ -20,7 +19,9 @@ from lo2_dagster.defs.keys import (
     TRAINING_POOL,
     TRAINING_SET,
 )
-from lo2_dagster.lib.metrics import format_figure
+from lo2_dagster.defs.resources import Lo2Root
+from lo2_dagster.lib.layout import LayoutError, logs_dir
+from lo2_dagster.lib.metrics import format_figure, trainable_runs
 from lo2_dagster.lib.model import (
     BATCH_ROWS,
     DEFAULT_MODEL,
@@ -152,7 +153,7 @@ def training_set_is_current(instance: dg.DagsterInstance) -> bool:
     automation_condition=on_retrain_cron_or_new_templates(),
     pool=TRAINING_POOL,
     group_name=GROUP,
-    code_version="model-3",
+    code_version="model-4",
     kinds={"scikit-learn", "joblib"},
     owners=OWNERS,
     check_specs=[dg.AssetCheckSpec(
@@ -172,12 +173,14 @@ def anomaly_model(
     config: AnomalyModelConfig,
     sequences: dict[str, UPath],
     warehouse: Warehouse,
+    lo2_root: Lo2Root,
 ):
     training = config.training()
     if not sequences:
         raise dg.Failure(description="No run has lo2/sequences_enhanced yet: materialize it "
                                      "for at least two runs first.")
     digest = current_templates(context, {SEQUENCES_ENHANCED: sorted(sequences)})
+    sequences, left_out = _trainable(context, sequences, lo2_root)
     runs = {run: functools.partial(iter_parquet, path, batch_rows=BATCH_ROWS)
             for run, path in sequences.items()}
     started = time.perf_counter()
@@ -186,14 +189,16 @@ def anomaly_model(
     except ValueError as e:
         raise dg.Failure(description=f"lo2/anomaly_model: {e}") from e
     seconds = time.perf_counter() - started
-    files = bundle_files(bundle, dt.datetime.now(dt.UTC), git_commit())
+    files = bundle_files(bundle, git_commit())
     folder = warehouse.folder_for(ANOMALY_MODEL)
     context.log.info(f"{bundle.model}: holdout test-case ROC AUC "
                      f"{format_figure(bundle.metrics['test_case']['roc_auc'])}, sequence ROC AUC "
                      f"{format_figure(bundle.metrics['sequence']['roc_auc'])}; threshold "
                      f"{bundle.threshold:.4g}; {seconds:.1f} s")
     yield dg.Output(files, data_version=dg.DataVersion(files.sha256),
-                    metadata=_metadata(bundle, files.sha256, folder, seconds))
+                    metadata={**_metadata(bundle, files.sha256, folder, seconds),
+                              "runs_left_out": bullet_list(
+                                  [f"{run}: {why}" for run, why in left_out.items()])})
     gate = bundle.gate
     yield dg.AssetCheckResult(
         check_name=MODEL_GATE_CHECK, passed=bool(gate["passed"]),
@@ -204,6 +209,31 @@ def anomaly_model(
             f"Holdout test-case ROC AUC {format_figure(gate['value'])} is not above "
             f"{gate['floor']}: predictions refuse this model. Check the data, try another "
             "model or features, or lower min_test_case_roc_auc deliberately."))
+
+
+def _trainable(context: dg.AssetExecutionContext, sequences: dict[str, UPath],
+               lo2_root: Lo2Root) -> tuple[dict[str, UPath], dict[str, str]]:
+    """The runs to train on, and the runs left out with the reason (each warned about): runs
+    whose folder is gone, runs without ``correct`` sequences."""
+    root = lo2_root.resolve()
+    try:
+        logs = logs_dir(root)
+        gone = [run for run in sequences if not (logs / run).is_dir()]
+    except LayoutError:
+        context.log.warning(f"LO2 root {root} is not there: cannot tell which run folders were "
+                            "deleted, so every run with sequences is used.")
+        gone = []
+    if gone and len(gone) == len(sequences):
+        raise dg.Failure(description=(
+            f"None of the {len(sequences)} runs with sequences has its folder under the LO2 "
+            f"root {root} (e.g. {gone[0]}). Is LO2_ROOT (or --root) the root they were read "
+            "from?"))
+    normal = {run: int(read_parquet(path, columns=["normal"])["normal"].sum())
+              for run, path in sequences.items()}
+    kept, left_out = trainable_runs(normal, gone)
+    for run, why in left_out.items():
+        context.log.warning(f"lo2/anomaly_model leaves out run {run}: {why}.")
+    return {run: sequences[run] for run in kept}, left_out
 
 
 def _metadata(bundle: ModelBundle, sha: str, folder: UPath, seconds: float) -> dict:
