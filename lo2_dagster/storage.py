@@ -269,13 +269,18 @@ def unwritable(root: str) -> str | None:
     Checked before a run starts, so a read-only warehouse fails at once, not after an hour."""
     if "://" in root:
         return None  # remote: its credentials decide, at the first write
+    if os.path.exists(root) and not os.path.isdir(root):
+        return (f"Cannot write the warehouse {root}: it is a file, not a folder. Fix: point "
+                "--warehouse (LO2_WAREHOUSE) at a folder")
     try:
         os.makedirs(root, exist_ok=True)
         with tempfile.NamedTemporaryFile(prefix=".tmp-probe-", dir=root):
             pass
     except OSError as e:
         failure = write_failure(e, os.path.join(root, "<asset>.parquet"))
-        return str(failure) if failure else f"Cannot write the warehouse {root}: {e}"
+        return str(failure) if failure else (
+            f"Cannot write the warehouse {root}: {e.strerror or e}. Fix: point --warehouse "
+            "(LO2_WAREHOUSE) at a folder this user can write")
     return None
 
 

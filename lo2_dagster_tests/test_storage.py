@@ -168,3 +168,13 @@ def test_the_lock_is_exclusive_and_released_when_its_holder_ends(tmp_path):
         holder.wait()
     with exclusive(home, warehouse, wait=False):
         pass
+
+
+def test_a_warehouse_that_is_a_file_is_said_in_one_line(tmp_path):
+    from lo2_dagster.storage import unwritable
+
+    (tmp_path / "file").write_text("x")
+    assert unwritable(str(tmp_path / "file")) == (
+        f"Cannot write the warehouse {tmp_path / 'file'}: it is a file, not a folder. Fix: "
+        "point --warehouse (LO2_WAREHOUSE) at a folder")
+    assert unwritable(str(tmp_path / "new" / "folder")) is None
