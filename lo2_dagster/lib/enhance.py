@@ -5,7 +5,7 @@ event's normalized message, and LO2's logs repeat a few hundred message shapes m
 times. So the expensive work runs once per *distinct* normalized message
 (:func:`message_features`) and is joined back onto the events.
 
-Deliberate differences from LogLead's ``EventLogEnhancer`` (also in the README):
+Deliberate differences from LogLead's ``EventLogEnhancer`` (also in docs/design.md):
 
 - ``e_message_normalized`` masks values by what they look like (see ``lib.masking``), not only
   with LogLead's patterns: without that every request gets its own "normalized" message and the
