@@ -42,7 +42,7 @@ def build(cache: Path, runs: int, token_lines: int) -> list[str]:
     """The dataset and its whole asset graph, once."""
     import dagster as dg
 
-    from lo2_dagster.lib.synth import SynthConfig, generate
+    from lo2_dagster.synth import SynthConfig, generate
 
     done = cache / "built"
     if not done.exists():

@@ -19,23 +19,50 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 
-CHILD = """
-import json, resource, sys, time
-from pathlib import Path
-from lo2_dagster.lib import loader
-root, run = Path(sys.argv[1]), sys.argv[2]
-t = time.perf_counter()
-loaded = loader.load_run(root, run)
-seqs = loader.build_sequences(loaded.events)
-seconds = time.perf_counter() - t
-print(json.dumps({"seconds": seconds, "totals": loaded.totals(), "events": len(loaded.events),
-                  "sequences": len(seqs),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
+# --- the children (each in a fresh process: `bench_ingest.py --child KIND ...`) --------------
+
+
+def child_loader(root: str, run: str) -> None:
+    """Load one run and build its sequences; seconds, counts and peak RSS as JSON."""
+    import resource
+
+    from lo2_dagster.lib import loader
+
+    t = time.perf_counter()
+    loaded = loader.load_run(Path(root), run)
+    seqs = loader.build_sequences(loaded.events)
+    seconds = time.perf_counter() - t
+    print(json.dumps({"seconds": seconds, "totals": loaded.totals(),
+                      "events": len(loaded.events), "sequences": len(seqs),
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def child_main_job(root: str, warehouse: str) -> int:
+    """`lo2-dagster run` on ``root`` into ``warehouse``; peak RSS on the last line."""
+    import resource
+
+    from lo2_dagster.cli import main
+
+    rc = main(["run", "--root", root, "--warehouse", warehouse])
+    print("PEAK", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return rc
+
+
+CHILDREN = {"loader": child_loader, "main-job": child_main_job}
+
+
+def run_child(kind: str, *args: str, **kwargs: Any) -> subprocess.CompletedProcess:
+    """This script as ``--child KIND ARGS`` in a fresh Python process."""
+    return subprocess.run([sys.executable, __file__, "--child", kind, *args], check=True,
+                          capture_output=True, text=True, **kwargs)
+
+
+# --- the parent --------------------------------------------------------------------------------
 
 
 def ensure_data(data: Path, runs: int, token_lines: int) -> Path:
@@ -53,8 +80,7 @@ def bench_loader(data: Path) -> None:
 
     total_lines = total_seconds = 0.0
     for run in scan_runs(data)[0]:
-        out = subprocess.run([sys.executable, "-c", CHILD, str(data), run], check=True,
-                             capture_output=True, text=True)
+        out = run_child("loader", str(data), run)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         lines, mb = r["totals"]["lines"], r["totals"]["bytes"] / 1e6
         total_lines += lines
@@ -66,21 +92,11 @@ def bench_loader(data: Path) -> None:
     print(f"  loader overall: {total_lines / total_seconds:,.0f} lines/s")
 
 
-MAIN_JOB = """
-import resource, sys
-from lo2_dagster.cli import main
-rc = main(["run", "--root", sys.argv[1], "--warehouse", sys.argv[2]])
-print("PEAK", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-sys.exit(rc)
-"""
-
-
 def bench_main_job(data: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, DAGSTER_HOME=f"{tmp}/home")
         started = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", MAIN_JOB, str(data), f"{tmp}/warehouse"],
-                             check=True, env=env, capture_output=True, text=True)
+        out = run_child("main-job", str(data), f"{tmp}/warehouse", env=env)
         seconds = time.perf_counter() - started
     peak = float(out.stdout.strip().splitlines()[-1].split()[1])
     print(f"  lo2-dagster run (2 assets per run through Dagster, Parquet writes): "
@@ -88,6 +104,8 @@ def bench_main_job(data: Path) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        sys.exit(CHILDREN[sys.argv[2]](*sys.argv[3:]))
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--token-lines", type=int, default=10_000)

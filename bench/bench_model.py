@@ -167,8 +167,7 @@ def ensure_dataset(name: str, runs: int) -> Path:
           flush=True)
     result, wall = _run_json([sys.executable, str(ENHANCE), "--child", "all", f"--trim={trim}",
                               str(data), str(wh), *names])
-    sys.path.insert(0, str(HERE))
-    from bench_enhance import check
+    from bench_enhance import check  # a sibling script: bench/ is on sys.path (the script's)
 
     problems = check(result["records"])
     if problems:

@@ -8,15 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-try:
-    from lo2_dagster.lib.synth import SynthConfig, SynthSummary, generate
-except ImportError:  # not installed: run from the checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from lo2_dagster.lib.synth import SynthConfig, SynthSummary, generate
+from lo2_dagster.synth import SynthConfig, SynthSummary, generate
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

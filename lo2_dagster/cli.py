@@ -93,7 +93,7 @@ def _export_locations(args: argparse.Namespace) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from lo2_dagster.lib.synth import HARD_VALUES, SynthConfig, generate
+    from lo2_dagster.synth import HARD_VALUES, SynthConfig, generate
 
     # --hard's values (SynthConfig.hard's) go in first and explicit flags last, so that
     # --startup/--schedule win; --layout v2 builds on SynthConfig.lo2_v2, which these overrides
@@ -221,7 +221,7 @@ def _forget_locked(runs: list[str], home: Path) -> int:
     """Delete the partitions of ``runs`` from the instance (all of them known, or none)."""
     import dagster as dg
 
-    from lo2_dagster.defs.ingest.partitions import RUNS
+    from lo2_dagster.defs.runs import RUNS
 
     with dg.DagsterInstance.get() as instance:
         known = set(instance.get_dynamic_partitions(RUNS.name))

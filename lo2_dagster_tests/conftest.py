@@ -65,8 +65,8 @@ def build_warehouse(base: Path, runs: int, seed: int, instance: Any,
     from lo2_dagster import settings
     from lo2_dagster.definitions import defs
     from lo2_dagster.lib.layout import scan_runs
-    from lo2_dagster.lib.synth import SynthConfig, generate
     from lo2_dagster.pipeline import add_run_partitions, materialize_all
+    from lo2_dagster.synth import SynthConfig, generate
 
     generate(base / "lo2", SynthConfig(runs=runs, seed=seed, **{"token_lines": 5, **config}))
     names = scan_runs(base / "lo2").runs
@@ -117,7 +117,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
 def built_v2(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     """The same in LO2 v2's shape (``SynthConfig.lo2_v2``: v2 names and folders, start-up in
     each run's first test case only), once per session; copied by ``built_v2_copy``."""
-    from lo2_dagster.lib.synth import LO2_V2_VALUES
+    from lo2_dagster.synth import LO2_V2_VALUES
 
     return _build(tmp_path_factory, "built_v2", **LO2_V2_VALUES)
 

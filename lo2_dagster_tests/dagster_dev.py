@@ -225,7 +225,7 @@ def deployment(tmp_path: Path, lo2: Path | None = None, env: Mapping[str, str] |
     """`dagster dev` with the automation sensor off, on ``lo2`` (default: 3 small generated
     runs) and a warehouse in ``tmp_path``, once the sensor (running by default) has added a
     partition for every run folder."""
-    from lo2_dagster.lib.synth import SynthConfig, generate
+    from lo2_dagster.synth import SynthConfig, generate
 
     if lo2 is None:
         lo2 = tmp_path / "lo2"

@@ -17,8 +17,8 @@ import pytest
 
 from lo2_dagster import cli
 from lo2_dagster.definitions import defs
-from lo2_dagster.defs.ingest.partitions import RUNS
 from lo2_dagster.defs.keys import ANOMALY_MODEL, PREDICTIONS, RAW_EVENTS, RAW_SEQUENCES
+from lo2_dagster.defs.runs import RUNS
 from lo2_dagster.lib.layout import run_files
 from lo2_dagster.lib.loader import startup_files
 from lo2_dagster.lib.model import load_bundle
@@ -231,7 +231,7 @@ def test_a_full_disk_fails_naming_path_cause_and_fix_and_leaves_nothing_partial(
 def test_two_runs_at_once_on_a_new_home_wait_for_each_other(tmp_path):
     """Two `lo2-dagster run` started together on a new DAGSTER_HOME: both succeed, the second
     says it waits; no SQLite traceback."""
-    from lo2_dagster.lib.synth import SynthConfig, generate
+    from lo2_dagster.synth import SynthConfig, generate
 
     generate(tmp_path / "lo2", SynthConfig(runs=2, seed=4, token_lines=5))
     env = dict(os.environ, DAGSTER_HOME=str(tmp_path / "home"))

@@ -19,7 +19,7 @@ from lo2_dagster.lib.detector import TemplateRateDetector
 from lo2_dagster.lib.features import enhance_events, sequence_tables
 from lo2_dagster.lib.layout import scan_runs
 from lo2_dagster.lib.metrics import by_test_case
-from lo2_dagster.lib.synth import SynthConfig, generate, shared_faults
+from lo2_dagster.synth import SynthConfig, generate, shared_faults
 
 TIME = re.compile(r"^(\d{2}):(\d{2}):(\d{2})\.(\d{3}) ")
 

@@ -65,8 +65,8 @@ def test_forced_rerun_writes_the_same_bytes(hard, fresh_process, tmp_path, isola
     one polars thread (set iteration order, polars' hash tables, thread order). Each rerun
     costs as much as the first materialization, so each mode does one."""
     from lo2_dagster.definitions import defs
-    from lo2_dagster.lib.synth import SynthConfig
     from lo2_dagster.pipeline import materialize_all
+    from lo2_dagster.synth import SynthConfig
 
     # Hard mode's varied values, shared and background faults, start-up output only in each
     # run's first test case, in LO2 v2's layout (pre-run results, metrics, missing cases).

@@ -14,7 +14,6 @@ from matplotlib.image import imread
 
 from lo2_dagster.definitions import defs
 from lo2_dagster.defs.detect.report import PLOTS, REPORT_FOLDER
-from lo2_dagster.defs.ingest.partitions import RUNS
 from lo2_dagster.defs.keys import (
     ANOMALY_MODEL,
     DRAIN_TEMPLATES,
@@ -23,11 +22,12 @@ from lo2_dagster.defs.keys import (
     MODEL_REPORT,
     SCORE_DRIFT,
 )
+from lo2_dagster.defs.runs import RUNS
 from lo2_dagster.lib import explain as ex
 from lo2_dagster.lib.metrics import false_positives
 from lo2_dagster.lib.model import load_bundle
-from lo2_dagster.lib.synth import SynthConfig, generate
 from lo2_dagster.pipeline import materialize_all
+from lo2_dagster.synth import SynthConfig, generate
 from lo2_dagster_tests.test_explain_lib import PNG, noise
 
 

@@ -17,6 +17,7 @@ from lo2_dagster.lib import model as lib
 from lo2_dagster.lib.drift import DEFAULT_WARN_PSI, drift, template_events, template_psi
 from lo2_dagster.lib.metrics import false_positives
 from lo2_dagster.lib.models import REGISTRY
+from lo2_dagster.lib.reference import ReferenceBuilder
 from lo2_dagster.lib.report import (
     curves_png,
     global_top_features,
@@ -333,7 +334,7 @@ def test_no_flagged_sequence_and_no_reference_are_said_plainly(generated):
 
 def test_without_normal_training_sequences_there_is_no_nearest_normal():
     frames = dataset(dict.fromkeys(RUNS, True))
-    builder = ex.ReferenceBuilder()
+    builder = ReferenceBuilder()
     for frame in frames.values():
         builder.add(frame.filter(~pl.col("normal")))
     reference = builder.build(np.zeros(3))

@@ -11,7 +11,7 @@ import pytest
 
 from lo2_dagster.defs.keys import LEAK_CHECK, MODEL_REPORT
 from lo2_dagster.lib import leaks
-from lo2_dagster.lib.synth import SynthConfig, generate
+from lo2_dagster.synth import SynthConfig, generate
 from lo2_dagster_tests.conftest import NO_TELEMETRY, build_warehouse
 from lo2_dagster_tests.test_detector import build
 

@@ -9,11 +9,11 @@ import dagster as dg
 import polars as pl
 
 from lo2_dagster import settings
-from lo2_dagster.defs.ingest.partitions import RUNS
 from lo2_dagster.defs.keys import ANOMALY_MODEL, RAW_EVENTS
+from lo2_dagster.defs.runs import RUNS
 from lo2_dagster.lib.layout import scan_runs
 from lo2_dagster.lib.names import RUN_PREFIX_V2, run_start
-from lo2_dagster.lib.synth import SynthConfig, plan_runs
+from lo2_dagster.synth import SynthConfig, plan_runs
 from lo2_dagster_tests.test_main_job import cli
 
 

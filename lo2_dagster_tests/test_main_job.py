@@ -11,9 +11,9 @@ import dagster as dg
 import polars as pl
 
 from lo2_dagster import settings
-from lo2_dagster.defs.ingest.partitions import RUNS
-from lo2_dagster.lib.synth import SynthConfig, generate
+from lo2_dagster.defs.runs import RUNS
 from lo2_dagster.pipeline import materialize_all, plan_stages
+from lo2_dagster.synth import SynthConfig, generate
 
 CLI = str(Path(sys.executable).parent / "lo2-dagster")
 

@@ -23,7 +23,7 @@ from lo2_dagster.lib.names import (
     run_name,
     service_file_name,
 )
-from lo2_dagster.lib.synth import (
+from lo2_dagster.synth import (
     FAULTS,
     HARD_VALUES,
     PRE_RUN_FOLDER,
@@ -138,7 +138,7 @@ def test_file_content_does_not_depend_on_other_files_or_hash_seed(tmp_path: Path
     d1, d2 = digests(one), digests(two)
     assert all(d2[k] == v for k, v in d1.items())  # run 1 is unchanged by a second run
     code = (
-        "import sys; from pathlib import Path; from lo2_dagster.lib.synth import *; "
+        "import sys; from pathlib import Path; from lo2_dagster.synth import *; "
         "generate(Path(sys.argv[1]), SynthConfig(runs=1, seed=5, token_lines=20))"
     )
     env = {"PYTHONHASHSEED": "4242", "PATH": ""}
@@ -578,8 +578,7 @@ def test_v2_same_config_is_byte_identical(tmp_path: Path, v2: Sample) -> None:
 ])
 def test_cli_layout_flag_builds_the_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                            flags: list[str], expected: SynthConfig) -> None:
-    from lo2_dagster import cli
-    from lo2_dagster.lib import synth
+    from lo2_dagster import cli, synth
 
     seen: list[SynthConfig] = []
 

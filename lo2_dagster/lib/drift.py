@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from lo2_dagster.lib.explain import Reference, template_event_counts
 from lo2_dagster.lib.metrics import psi, psi_terms
+from lo2_dagster.lib.reference import Reference, template_event_counts
 
 #: Default warning level: a large shift by the usual rule of thumb.
 DEFAULT_WARN_PSI = 0.25

@@ -34,7 +34,6 @@ import yaml
 from scipy import sparse
 
 from lo2_dagster.lib.baselines import BaselineCollector
-from lo2_dagster.lib.explain import TEMPLATES, Reference, ReferenceBuilder
 from lo2_dagster.lib.leaks import (
     AUDIT_COLUMNS,
     STARTUP_COLUMNS,
@@ -46,6 +45,7 @@ from lo2_dagster.lib.leaks import (
 )
 from lo2_dagster.lib.metrics import Split, calibrate, evaluate, judged, split_runs
 from lo2_dagster.lib.models import fit, model_kind
+from lo2_dagster.lib.reference import TEMPLATES, Reference, ReferenceBuilder
 from lo2_dagster.lib.vectorize import FeatureSpec, SequenceVectorizer
 
 MODEL_FILE = "model.joblib"
