@@ -14,17 +14,16 @@ import re
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import dagster as dg
-from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
-from dagster._core.execution.plan.objects import StepFailureData
 
-from lo2_dagster.defs.ingest.partitions import RUNS
 from lo2_dagster.defs.ingest.sensors import observe_sources
 from lo2_dagster.defs.keys import ANOMALY_MODEL, DRAIN_TEMPLATES, TRAINING_SET
 from lo2_dagster.defs.model.assets import training_set_is_current
+from lo2_dagster.defs.runs import RUNS
 from lo2_dagster.storage import Warehouse, stored_problem
-from lo2_dagster.versions import StaleStatus, describe, stale_status
+from lo2_dagster.versions import FRESH, STALE, describe, stale_status
 
 
 @dataclass(frozen=True)
@@ -48,8 +47,9 @@ class Outcome:
     error: str | None = None
 
 
-def plan_stages(graph: AssetGraph) -> list[Stage]:
-    """Order the materializable assets into alternating per-run / whole-dataset stages."""
+def plan_stages(graph: Any) -> list[Stage]:
+    """Order the materializable assets of ``graph`` (``Definitions.resolve_asset_graph()``)
+    into alternating per-run / whole-dataset stages."""
     keys = [k for k in graph.toposorted_asset_keys if k in graph.materializable_asset_keys]
     stage_of: dict[dg.AssetKey, int] = {}
     for key in keys:
@@ -163,7 +163,7 @@ def _observe(defs: dg.Definitions, instance: dg.DagsterInstance, runs: Sequence[
         report("[observe]: source files unchanged since last observed")
 
 
-def _todo(instance: dg.DagsterInstance, graph: AssetGraph, keys: Sequence[dg.AssetKey],
+def _todo(instance: dg.DagsterInstance, graph: Any, keys: Sequence[dg.AssetKey],
           partition: str | None, force: bool, reuse: Collection[dg.AssetKey],
           done: set[dg.AssetKey], report: Callable[[str], object],
           damaged: Callable[[dg.AssetKey, str | None], str | None]) -> list[dg.AssetKey]:
@@ -177,10 +177,10 @@ def _todo(instance: dg.DagsterInstance, graph: AssetGraph, keys: Sequence[dg.Ass
     statuses = stale_status(instance, graph, [(k, partition) for k in pending])
     for key in pending:
         status, causes = statuses[(key, partition)]
-        if key == TRAINING_SET and status == StaleStatus.FRESH and \
+        if key == TRAINING_SET and status == FRESH and \
                 not training_set_is_current(instance):
-            status = StaleStatus.STALE  # past 100 runs Dagster cannot tell: compare ourselves
-        if status == StaleStatus.FRESH:
+            status = STALE  # past 100 runs Dagster cannot tell: compare ourselves
+        if status == FRESH:
             problem = damaged(key, partition)
             if problem is None:
                 continue
@@ -188,7 +188,7 @@ def _todo(instance: dg.DagsterInstance, graph: AssetGraph, keys: Sequence[dg.Ass
                    f"file is damaged ({problem})")
             todo.append(key)
             continue
-        if key in reuse and status == StaleStatus.STALE:
+        if key in reuse and status == STALE:
             report(f"[all runs]: keep {key.to_user_string()} (already materialized, though "
                    "stale; a run without --runs retrains it)")
             done.add(key)
@@ -258,7 +258,7 @@ def failure_summary(result: dg.ExecuteInProcessResult) -> str:
     return "; ".join(_failure_message(f) for f in failures) or "run failed"
 
 
-def _failure_message(failure: StepFailureData) -> str:
+def _failure_message(failure: Any) -> str:
     """What went wrong, in the user's words: a Failure's description, else the root cause."""
     if failure.user_failure_data and failure.user_failure_data.description:
         return failure.user_failure_data.description

@@ -1,7 +1,12 @@
-"""Where things live: the LO2 root, the warehouse and DAGSTER_HOME, resolved when used.
+"""Every setting the environment gives, in one module: where things live (the LO2 root, the
+warehouse, DAGSTER_HOME, the allowlist) and how the orchestration runs (automation on or off,
+the retrain and catch-up crons, runs per backfill batch).
 
-Nothing here runs at import time: the environment is read by the functions, so a CLI flag that
-sets ``LO2_ROOT`` or ``LO2_WAREHOUSE`` before a run takes effect for that run.
+Nothing here runs at import time: the environment is read by the functions, when they are
+called. The locations are resolved when used, so a CLI flag that sets ``LO2_ROOT`` or
+``LO2_WAREHOUSE`` before a run takes effect for that run; the orchestration settings are read
+when the definitions are built (a cron and a backfill policy are part of them), so they take
+effect when the code location is (re)loaded.
 """
 
 from __future__ import annotations
@@ -88,3 +93,42 @@ def drift_warn_psi(explicit: float | None = None) -> float:
         return float(value) if value else DEFAULT_WARN_PSI
     except ValueError:
         raise ValueError(f"${ENV_DRIFT_WARN_PSI} must be a number, got {value!r}") from None
+
+
+# Orchestration settings: read when the definitions are built (a schedule's cron and a backfill
+# policy are part of the definitions), so a code location reload picks up a change.
+ENV_AUTOMATION = "LO2_AUTOMATION"
+ENV_RETRAIN_CRON = "LO2_RETRAIN_CRON"
+ENV_CATCH_UP_CRON = "LO2_CATCH_UP_CRON"
+ENV_BACKFILL_BATCH = "LO2_BACKFILL_RUNS_PER_BATCH"
+DEFAULT_RETRAIN_CRON = "0 3 * * 0"
+DEFAULT_CATCH_UP_CRON = "0 * * * *"
+DEFAULT_RUNS_PER_BATCH = 25
+
+
+def automation_on() -> bool:
+    """Whether the automation sensor starts running: ``$LO2_AUTOMATION`` (off, 0, false, no:
+    stopped until started in the UI), else on."""
+    return os.environ.get(ENV_AUTOMATION, "on").strip().lower() not in ("off", "0", "false", "no")
+
+
+def retrain_cron() -> str:
+    """The retrain schedule (cron, UTC): ``$LO2_RETRAIN_CRON``, else Sundays 03:00."""
+    return os.environ.get(ENV_RETRAIN_CRON, DEFAULT_RETRAIN_CRON)
+
+
+def catch_up_cron() -> str:
+    """The catch-up schedule (cron, UTC): ``$LO2_CATCH_UP_CRON``, else hourly."""
+    return os.environ.get(ENV_CATCH_UP_CRON, DEFAULT_CATCH_UP_CRON)
+
+
+def runs_per_backfill_batch() -> int:
+    """Run partitions per Dagster run in a backfill: ``$LO2_BACKFILL_RUNS_PER_BATCH``, else 25."""
+    value = os.environ.get(ENV_BACKFILL_BATCH)
+    try:
+        runs = int(value) if value else DEFAULT_RUNS_PER_BATCH
+    except ValueError:
+        raise ValueError(f"${ENV_BACKFILL_BATCH} must be a whole number, got {value!r}") from None
+    if runs < 1:
+        raise ValueError(f"${ENV_BACKFILL_BATCH} must be at least 1, got {runs}")
+    return runs

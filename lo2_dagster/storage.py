@@ -22,7 +22,6 @@ import dagster as dg
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster._core.storage.upath_io_manager import escape_dotdot_segments
 from upath import UPath
 
 from lo2_dagster import settings
@@ -33,6 +32,7 @@ from lo2_dagster.lib.model import (
     load_bundle,
     verify_bundle,
 )
+from lo2_dagster.lib.names import validate_run_key
 from lo2_dagster.lib.templates import DrainSettings, Templates
 
 
@@ -84,7 +84,9 @@ class PolarsParquetIOManager(dg.UPathIOManager):
     extension = ".parquet"
 
     def make_safe_partition_path(self, base_path: UPath, partition: str) -> UPath:
-        return super().make_safe_partition_path(base_path, escape_dotdot_segments(partition))
+        """A partition is a run folder's name, refused if it could leave ``base_path`` (a
+        separator, ``..``) or is no valid key, with the fix."""
+        return base_path / validate_run_key(partition)
 
     def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
         if not isinstance(obj, pl.DataFrame | pl.LazyFrame | Batches):

@@ -6,7 +6,7 @@ import dagster as dg
 
 from lo2_dagster import settings
 from lo2_dagster.definitions import defs
-from lo2_dagster.defs.ingest.partitions import BACKFILL_POLICY
+from lo2_dagster.defs.runs import BACKFILL_POLICY
 
 ENHANCED_CHECKS = ["drain_ids_known", "no_row_lost", "schema_matches_seed", "seq_id_not_null"]
 

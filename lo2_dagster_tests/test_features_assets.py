@@ -15,7 +15,6 @@ from lo2_dagster import settings
 from lo2_dagster.definitions import defs
 from lo2_dagster.defs.features.assets import _drain_ids_check, _schema_check
 from lo2_dagster.defs.features.exports import EVENTS_FILE, SEQUENCES_FILE
-from lo2_dagster.defs.ingest.partitions import RUNS
 from lo2_dagster.defs.keys import (
     DRAIN_TEMPLATES,
     ENHANCED_EXPORTS,
@@ -26,6 +25,7 @@ from lo2_dagster.defs.keys import (
     RAW_SEQUENCES,
     SEQUENCES_ENHANCED,
 )
+from lo2_dagster.defs.runs import RUNS
 from lo2_dagster.lib import templates as drain
 from lo2_dagster.lib.enhance import EVENTS_ENHANCED_SCHEMA, SEQUENCES_ENHANCED_SCHEMA
 from lo2_dagster.lib.masking import MAX_FEATURE_CHARS

@@ -10,8 +10,8 @@ from dagster._utils.test.data_versions import get_stale_status_resolver
 
 from lo2_dagster.definitions import defs
 from lo2_dagster.defs.ingest.assets import _line_accounting_check
-from lo2_dagster.defs.ingest.partitions import RUNS
 from lo2_dagster.defs.keys import LINE_ACCOUNTING_CHECK, RAW_EVENTS, RAW_SEQUENCES
+from lo2_dagster.defs.runs import RUNS
 from lo2_dagster.lib import loader
 from lo2_dagster_tests.conftest import EXCERPT, RUN, line
 

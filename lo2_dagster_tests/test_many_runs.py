@@ -10,7 +10,6 @@ from dagster._core.storage.tags import (
 )
 
 from lo2_dagster.definitions import defs
-from lo2_dagster.defs.ingest.partitions import RUNS, _combined_check, _combined_version
 from lo2_dagster.defs.ingest.sensors import observe_sources
 from lo2_dagster.defs.keys import (
     ANOMALY_MODEL,
@@ -24,7 +23,8 @@ from lo2_dagster.defs.keys import (
 )
 from lo2_dagster.defs.model.assets import training_set_is_current
 from lo2_dagster.defs.resources import FpAllowlistFile, Lo2Root
-from lo2_dagster.versions import StaleStatus, describe, stale_status
+from lo2_dagster.defs.runs import RUNS, _combined_check, _combined_version
+from lo2_dagster.versions import FRESH, STALE, describe, stale_status
 from lo2_dagster_tests.conftest import line
 
 ERROR_CASE = "access_token_client_secret_wrong_401"
@@ -59,7 +59,7 @@ def test_the_model_turns_stale_past_100_runs(write_run, isolated_env):
                 if RAW_EVENTS in keys else None)
             assert result.success
 
-        def status(key, partition=None) -> StaleStatus:
+        def status(key, partition=None) -> str:
             return stale_status(instance, graph, [(key, partition)])[(key, partition)][0]
 
         observe()
@@ -71,7 +71,7 @@ def test_the_model_turns_stale_past_100_runs(write_run, isolated_env):
         assert len(pl.read_parquet(isolated_env["warehouse"] / "lo2" / "sequences_enhanced" /
                                    f"{runs[57]}.parquet")) == 2
         run([TRAINING_SET, ANOMALY_MODEL])
-        assert status(ANOMALY_MODEL) == StaleStatus.FRESH and training_set_is_current(instance)
+        assert status(ANOMALY_MODEL) == FRESH and training_set_is_current(instance)
 
         # A batch records one data version for all its runs (Dagster keeps one per asset and
         # step), so a run first re-read on its own gets a version of its own, once. After
@@ -91,9 +91,9 @@ def test_the_model_turns_stale_past_100_runs(write_run, isolated_env):
         path.write_text(path.read_text() + line("10:00:10.000", "a new error", level="ERROR")
                         + "\n")
         observe()
-        assert status(RAW_EVENTS, runs[57]) == StaleStatus.STALE
+        assert status(RAW_EVENTS, runs[57]) == STALE
         run(chain, runs[57])
-        assert status(TRAINING_SET) == StaleStatus.FRESH  # Dagster's limit, as documented
+        assert status(TRAINING_SET) == FRESH  # Dagster's limit, as documented
         assert not training_set_is_current(instance)
         # ... so the automation refreshes it whenever a run's data changes, and then the
         # model is stale, naming the fingerprint.
@@ -107,14 +107,14 @@ def test_the_model_turns_stale_past_100_runs(write_run, isolated_env):
 
         # A 102nd run: the same.
         run([ANOMALY_MODEL])
-        assert status(ANOMALY_MODEL) == StaleStatus.FRESH
+        assert status(ANOMALY_MODEL) == FRESH
         new = tiny_run(write_run, 101)
         instance.add_dynamic_partitions(RUNS.name, [new])
         observe()
         run(chain, new)
         assert not training_set_is_current(instance)
         run([TRAINING_SET])
-        assert status(ANOMALY_MODEL) == StaleStatus.STALE
+        assert status(ANOMALY_MODEL) == STALE
 
 
 def test_a_batch_passes_a_check_only_if_every_run_does():

@@ -12,7 +12,6 @@ import dagster as dg
 import pytest
 
 from lo2_dagster.definitions import defs
-from lo2_dagster.defs.ingest.partitions import RUNS
 from lo2_dagster.defs.ingest.sensors import observe_sources
 from lo2_dagster.defs.jobs import CATCH_UP_SCHEDULE, PER_RUN, SCORING
 from lo2_dagster.defs.keys import (
@@ -24,9 +23,10 @@ from lo2_dagster.defs.keys import (
     RAW_SEQUENCES,
 )
 from lo2_dagster.defs.resources import FpAllowlistFile, Lo2Root
-from lo2_dagster.lib.synth import SynthConfig, generate
+from lo2_dagster.defs.runs import RUNS
 from lo2_dagster.pipeline import materialize_all
-from lo2_dagster.versions import StaleCauseCategory, StaleStatus, describe, stale_status
+from lo2_dagster.synth import SynthConfig, generate
+from lo2_dagster.versions import FRESH, STALE, describe, stale_status
 
 EXTRA_LINE = ("2024-06-28 16:59:59.999 [XNIO-1 task-2]  abc DEBUG "
               "c.n.o.t.h.Oauth2TokenPostHandler handleRequest - an extra line\n")
@@ -55,7 +55,7 @@ class World:
 
     def not_fresh(self, definitions: dg.Definitions | None = None) -> set[str]:
         return {k for k, (status, _) in self.statuses(definitions).items()
-                if status != StaleStatus.FRESH}
+                if status != FRESH}
 
     def materialize(self, keys: list[dg.AssetKey], partition: str | None = None,
                     config: dict | None = None) -> None:
@@ -104,7 +104,7 @@ def test_one_changed_file_makes_only_that_runs_chain_stale(world):
     statuses = world.statuses()
     assert world.not_fresh() == {f"lo2/raw_events[{run}]"}  # Dagster looks one step up
     [cause] = statuses[f"lo2/raw_events[{run}]"][1]
-    assert cause.category == StaleCauseCategory.DATA
+    assert cause.category.value == "DATA"
     assert describe(cause).startswith(f"lo2/run_logs[{run}] ")
 
     world.materialize([RAW_EVENTS], run)  # the content changed: a new data version
@@ -125,11 +125,11 @@ def test_a_code_version_bump_makes_dependents_stale_with_a_code_cause(world):
     bumped = world.defs.map_asset_specs(func=lambda spec: spec.replace_attributes(
         code_version="2") if spec.key == RAW_SEQUENCES else spec)
     statuses = world.statuses(bumped)
-    stale = {k for k, (s, _) in statuses.items() if s == StaleStatus.STALE}
+    stale = {k for k, (s, _) in statuses.items() if s == STALE}
     assert stale == {f"lo2/raw_sequences[{run}]" for run in world.runs}
     for run in world.runs:
         [cause] = statuses[f"lo2/raw_sequences[{run}]"][1]
-        assert cause.category == StaleCauseCategory.CODE
+        assert cause.category.value == "CODE"
     # A deployment with new code does not recompute every run by itself: the assets show as
     # stale (CODE) and a backfill or `lo2-dagster run` rebuilds them when the user chooses.
     cursor = dg.evaluate_automation_conditions(defs=world.defs, instance=world.instance).cursor

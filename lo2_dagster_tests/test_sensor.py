@@ -6,10 +6,10 @@ import os
 import dagster as dg
 
 from lo2_dagster.definitions import defs
-from lo2_dagster.defs.ingest.partitions import RUNS
 from lo2_dagster.defs.ingest.sensors import SENSOR_NAME, lo2_source_files, observe_sources
 from lo2_dagster.defs.keys import FP_ALLOWLIST, RUN_LOGS
 from lo2_dagster.defs.resources import FpAllowlistFile, Lo2Root
+from lo2_dagster.defs.runs import RUNS
 from lo2_dagster_tests.conftest import RUN
 
 RUN_2 = "light-oauth2-data-1719610000"

@@ -14,15 +14,11 @@ The automation sensor ``lo2_automation`` evaluates these every 30 s and runs by 
 (``LO2_AUTOMATION=off``: stopped until started in the UI).
 """
 
-import os
-
 import dagster as dg
 
+from lo2_dagster import settings
 from lo2_dagster.defs.keys import ANOMALY_MODEL, DRAIN_TEMPLATES
 
-ENV_RETRAIN_CRON = "LO2_RETRAIN_CRON"
-ENV_AUTOMATION = "LO2_AUTOMATION"
-DEFAULT_RETRAIN_CRON = "0 3 * * 0"
 AUTOMATION_SENSOR = "lo2_automation"
 
 AC = dg.AutomationCondition
@@ -31,13 +27,11 @@ AC = dg.AutomationCondition
 def automation_status() -> dg.DefaultSensorStatus:
     """The automation sensor runs by default; ``LO2_AUTOMATION=off`` starts it stopped (e.g. to
     run a controlled backfill first; it can be started in the UI at any time)."""
-    off = os.environ.get(ENV_AUTOMATION, "on").strip().lower() in ("off", "0", "false", "no")
-    return dg.DefaultSensorStatus.STOPPED if off else dg.DefaultSensorStatus.RUNNING
+    return (dg.DefaultSensorStatus.RUNNING if settings.automation_on()
+            else dg.DefaultSensorStatus.STOPPED)
 
 
-def retrain_cron() -> str:
-    """The retrain schedule (cron, UTC): ``$LO2_RETRAIN_CRON`` or Sundays 03:00."""
-    return os.environ.get(ENV_RETRAIN_CRON, DEFAULT_RETRAIN_CRON)
+retrain_cron = settings.retrain_cron
 
 
 def _waits() -> dg.AutomationCondition:

@@ -11,12 +11,9 @@
   stale per-run asset; the alternative to the automation sensor (stopped by default).
 """
 
-import os
-
 import dagster as dg
-from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
 
-from lo2_dagster.defs.ingest.partitions import RUNS
+from lo2_dagster import settings
 from lo2_dagster.defs.keys import (
     ANOMALY_MODEL,
     DRAIN_TEMPLATES,
@@ -31,13 +28,13 @@ from lo2_dagster.defs.keys import (
     SEQUENCES_ENHANCED,
     TRAINING_SET,
 )
-from lo2_dagster.versions import StaleStatus, stale_status
+from lo2_dagster.defs.runs import RUNS
+from lo2_dagster.versions import FRESH, stale_status
 
 INGEST_JOB = "lo2_ingest"
 TRAINING_JOB = "lo2_training"
 RESCORE_JOB = "lo2_rescore"
 CATCH_UP_SCHEDULE = "lo2_catch_up"
-ENV_CATCH_UP_CRON = "LO2_CATCH_UP_CRON"
 
 #: Every asset with one partition per run, in the order they are computed.
 PER_RUN = (RAW_EVENTS, RAW_SEQUENCES, MESSAGE_COUNTS, EVENTS_ENHANCED, SEQUENCES_ENHANCED,
@@ -70,21 +67,22 @@ rescore_job = dg.define_asset_job(
 )
 
 
-def runs_to_catch_up(instance: dg.DagsterInstance, graph: BaseAssetGraph,
+def runs_to_catch_up(instance: dg.DagsterInstance, graph: object,
                      runs: list[str]) -> dict[str, list[str]]:
-    """Run partitions with a missing or stale per-run asset, with what is missing or stale."""
+    """Run partitions with a missing or stale per-run asset, with what is missing or stale
+    (``graph``: the repository's asset graph)."""
     targets = [(key, run) for run in runs for key in PER_RUN]
     todo: dict[str, list[str]] = {}
     for (key, run), (status, _) in stale_status(instance, graph, targets).items():
-        if status != StaleStatus.FRESH:
-            todo.setdefault(run, []).append(f"{key.to_user_string()} {status.value.lower()}")
+        if status != FRESH:
+            todo.setdefault(run, []).append(f"{key.to_user_string()} {status.lower()}")
     return todo
 
 
 @dg.schedule(
     name=CATCH_UP_SCHEDULE,
     job=ingest_job,
-    cron_schedule=os.environ.get(ENV_CATCH_UP_CRON, "0 * * * *"),
+    cron_schedule=settings.catch_up_cron(),
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Hourly ($LO2_CATCH_UP_CRON): one ingest run per run partition that has a "
                 "missing or stale per-run asset. For deployments that keep the automation "

@@ -7,6 +7,7 @@ import dagster as dg
 from lo2_dagster import settings
 from lo2_dagster.lib.allowlist import Allowlist, AllowlistError, load_allowlist
 from lo2_dagster.lib.layout import RunScan, has_logs, run_signature, scan_runs
+from lo2_dagster.meta import table
 from lo2_dagster.storage import DrainTemplatesStore, ModelStore, Warehouse, WarehouseIOManager
 
 
@@ -48,6 +49,16 @@ class FpAllowlistFile(dg.ConfigurableResource):
 
     def resolve(self) -> Path:
         return settings.fp_allowlist(self.path)
+
+    def metadata(self, allowlist: Allowlist) -> dict[str, object]:
+        """What an observation of the allowlist shows (the UI's Observe, the sensor, the main
+        job)."""
+        return {
+            "path": dg.MetadataValue.path(allowlist.source),
+            "event_rules": len(allowlist.events),
+            "sequence_rules": len(allowlist.sequences),
+            "rules": table(allowlist.rules_table()),
+        }
 
     def load(self) -> Allowlist:
         """The validated rules; an invalid file fails the step with the file and the fix."""

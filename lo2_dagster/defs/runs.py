@@ -1,7 +1,6 @@
 """One partition per LO2 run folder (the key is the folder name), and how per-run assets
 materialize one run or a batch of runs in one Dagster run."""
 
-import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +9,7 @@ import dagster as dg
 import polars as pl
 from upath import UPath
 
+from lo2_dagster import settings
 from lo2_dagster.defs.automation import on_new_or_changed_data
 from lo2_dagster.defs.keys import OWNERS
 from lo2_dagster.lib.names import InvalidRunKey, validate_run_key
@@ -22,11 +22,10 @@ RUNS = dg.DynamicPartitionsDefinition(name="lo2_runs")
 #: Input metadata of an unpartitioned asset that reads "every run materialized so far".
 ALL_RUNS = {"allow_missing_partitions": True}
 
-ENV_BACKFILL_BATCH = "LO2_BACKFILL_RUNS_PER_BATCH"
 #: Per-run assets are backfilled this many runs per Dagster run: a backfill of hundreds of
 #: runs pays the start-up of a Dagster run (a process that loads the code location) a few
 #: times, not hundreds. Memory stays that of one run: a batch is read and written run by run.
-RUNS_PER_BATCH = int(os.environ.get(ENV_BACKFILL_BATCH, "25"))
+RUNS_PER_BATCH = settings.runs_per_backfill_batch()
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=RUNS_PER_BATCH)
 
 

@@ -3,9 +3,9 @@
 import dagster as dg
 from upath import UPath
 
-from lo2_dagster.defs.features.assets import templates_used
-from lo2_dagster.defs.ingest.partitions import RunPart, materialize_runs, per_run_asset
 from lo2_dagster.defs.keys import ANOMALY_MODEL, PREDICTIONS, SEQUENCES_ENHANCED
+from lo2_dagster.defs.lineage import templates_used
+from lo2_dagster.defs.runs import RunPart, materialize_runs, per_run_asset
 from lo2_dagster.lib.model import (
     BATCH_ROWS,
     PREDICTIONS_SCHEMA,

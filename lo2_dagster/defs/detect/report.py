@@ -8,7 +8,6 @@ import polars as pl
 from upath import UPath
 
 from lo2_dagster.defs.automation import on_new_model
-from lo2_dagster.defs.ingest.partitions import ALL_RUNS
 from lo2_dagster.defs.keys import (
     ANOMALY_MODEL,
     DRAIN_TEMPLATES,
@@ -18,6 +17,7 @@ from lo2_dagster.defs.keys import (
     OWNERS,
     SEQUENCES_ENHANCED,
 )
+from lo2_dagster.defs.runs import ALL_RUNS
 from lo2_dagster.lib.explain import example_lines, explain, sequence_columns
 from lo2_dagster.lib.leaks import leak_warning
 from lo2_dagster.lib.metrics import false_positives

@@ -8,7 +8,6 @@ import numpy as np
 import polars as pl
 
 from lo2_dagster import settings
-from lo2_dagster.defs.ingest.partitions import RUNS, RunPart, materialize_runs, per_run_asset
 from lo2_dagster.defs.keys import (
     ANOMALY_MODEL,
     DRAIN_TEMPLATES,
@@ -19,6 +18,7 @@ from lo2_dagster.defs.keys import (
     SCORE_DRIFT,
     SEQUENCES_ENHANCED,
 )
+from lo2_dagster.defs.runs import RUNS, RunPart, materialize_runs, per_run_asset
 from lo2_dagster.lib.drift import TEMPLATE_DRIFT_SCHEMA, drift, template_events
 from lo2_dagster.lib.explain import (
     EXPLANATIONS_SCHEMA,

@@ -1,20 +1,13 @@
 """Drain templates, the enhanced event and sequence tables of each run, and the FP allowlist."""
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 import polars as pl
 from upath import UPath
 
 from lo2_dagster.defs.automation import on_retrain_cron
-from lo2_dagster.defs.ingest.partitions import (
-    ALL_RUNS,
-    RUNS,
-    RunPart,
-    materialize_runs,
-    per_run_asset,
-)
 from lo2_dagster.defs.keys import (
     DRAIN_IDS_CHECK,
     DRAIN_TEMPLATES,
@@ -30,9 +23,16 @@ from lo2_dagster.defs.keys import (
     SEQUENCES_ENHANCED,
     TRAINING_POOL,
 )
+from lo2_dagster.defs.lineage import TEMPLATES_DIGEST
 from lo2_dagster.defs.resources import FpAllowlistFile
+from lo2_dagster.defs.runs import (
+    ALL_RUNS,
+    RUNS,
+    RunPart,
+    materialize_runs,
+    per_run_asset,
+)
 from lo2_dagster.lib import templates as drain
-from lo2_dagster.lib.allowlist import Allowlist
 from lo2_dagster.lib.enhance import (
     ENHANCER_VERSION,
     EVENTS_ENHANCED_SCHEMA,
@@ -46,7 +46,6 @@ from lo2_dagster.storage import Batches, Warehouse, parquet_facts, read_parquet
 
 GROUP = "features"
 #: Metadata of the enhanced tables: which trained templates their Drain ids come from.
-TEMPLATES_DIGEST = "drain_templates_digest"
 
 EVENT_COLUMNS = {
     "anomaly": "anomaly_original and not is_fp_allowlisted.",
@@ -90,17 +89,7 @@ SEQUENCE_COLUMNS = {
 def fp_allowlist(fp_allowlist: FpAllowlistFile):
     allowlist = fp_allowlist.load()
     yield dg.ObserveResult(asset_key=FP_ALLOWLIST, data_version=dg.DataVersion(allowlist.digest),
-                           metadata=allowlist_metadata(allowlist))
-
-
-def allowlist_metadata(allowlist: Allowlist) -> dict[str, object]:
-    """What an observation of the allowlist shows (the UI's Observe, the sensor, the main job)."""
-    return {
-        "path": dg.MetadataValue.path(allowlist.source),
-        "event_rules": len(allowlist.events),
-        "sequence_rules": len(allowlist.sequences),
-        "rules": table(allowlist.rules_table()),
-    }
+                           metadata=fp_allowlist.metadata(allowlist))
 
 
 def _per_run_checks(key: dg.AssetKey, schema: str, rows: str) -> list[dg.AssetCheckSpec]:
@@ -486,35 +475,3 @@ def _drain_ids_check(key: dg.AssetKey, ids: pl.Series,
         metadata={"distinct_ids": len(distinct), "unknown_ids": bullet_list(unknown),
                   "null_ids": ids.null_count(),
                   "unmatched_rows": int((ids == drain.UNMATCHED).sum())})
-
-
-def templates_used(context: dg.AssetExecutionContext, key: dg.AssetKey,
-                   run: str) -> str | None:
-    """The templates' digest a partition of an enhanced table was built with: ``""`` when its
-    latest materialization does not say, None when it has none."""
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[run]), limit=1).records
-    if not records or records[0].asset_materialization is None:
-        return None
-    used = records[0].asset_materialization.metadata.get(TEMPLATES_DIGEST)
-    return str(used.value) if used is not None else ""
-
-
-def current_templates(context: dg.AssetExecutionContext,
-                      partitions: Mapping[dg.AssetKey, Sequence[str]]) -> str | None:
-    """The current Drain templates' digest, after refusing to mix runs whose Drain ids come
-    from another training of the templates (ids are renumbered when the templates are retrained
-    on other runs): every given partition must record that digest. None: no templates yet."""
-    current = context.instance.get_latest_materialization_event(DRAIN_TEMPLATES)
-    if current is None or current.asset_materialization is None:
-        return None
-    want = current.asset_materialization.tags.get("dagster/data_version")  # = the digest
-    outdated = [f"{key.to_user_string()}[{run}]" for key, runs in partitions.items()
-                for run in runs if templates_used(context, key, run) not in (want, None)]
-    if outdated:
-        raise dg.Failure(description=(
-            f"{len(outdated)} partitions were built with other Drain templates than the current "
-            f"ones (template ids differ), e.g. {', '.join(outdated[:5])}. Re-materialize "
-            "lo2/events_enhanced and lo2/sequences_enhanced for those runs (they show as stale), "
-            "or run `lo2-dagster run` without --runs."))
-    return want

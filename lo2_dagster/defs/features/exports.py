@@ -6,14 +6,15 @@ import dagster as dg
 from upath import UPath
 
 from lo2_dagster.defs.automation import on_retrain_cron
-from lo2_dagster.defs.features.assets import GROUP, current_templates
-from lo2_dagster.defs.ingest.partitions import ALL_RUNS
+from lo2_dagster.defs.features.assets import GROUP
 from lo2_dagster.defs.keys import (
     ENHANCED_EXPORTS,
     EVENTS_ENHANCED,
     OWNERS,
     SEQUENCES_ENHANCED,
 )
+from lo2_dagster.defs.lineage import current_templates
+from lo2_dagster.defs.runs import ALL_RUNS
 from lo2_dagster.lib.enhance import SEQUENCES_ENHANCED_SCHEMA
 from lo2_dagster.meta import bullet_list
 from lo2_dagster.storage import Batches, Warehouse, concat_parquet, write_parquet

@@ -6,13 +6,6 @@ from typing import Literal
 import dagster as dg
 import polars as pl
 
-from lo2_dagster.defs.ingest.partitions import (
-    RUNS,
-    RunPart,
-    materialize_runs,
-    per_run_asset,
-    validated,
-)
 from lo2_dagster.defs.keys import (
     LINE_ACCOUNTING_CHECK,
     OWNERS,
@@ -21,6 +14,13 @@ from lo2_dagster.defs.keys import (
     RUN_LOGS,
 )
 from lo2_dagster.defs.resources import Lo2Root
+from lo2_dagster.defs.runs import (
+    RUNS,
+    RunPart,
+    materialize_runs,
+    per_run_asset,
+    validated,
+)
 from lo2_dagster.lib import loader
 from lo2_dagster.lib.layout import LayoutError, logs_dir
 from lo2_dagster.lib.names import run_start

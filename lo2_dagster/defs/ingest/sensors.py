@@ -7,15 +7,13 @@ import json
 from collections.abc import Callable
 
 import dagster as dg
-from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
-from lo2_dagster.defs.features.assets import allowlist_metadata
 from lo2_dagster.defs.ingest.assets import run_folder_metadata
-from lo2_dagster.defs.ingest.partitions import RUNS
 from lo2_dagster.defs.keys import FP_ALLOWLIST, RUN_LOGS
 from lo2_dagster.defs.resources import FpAllowlistFile, Lo2Root
+from lo2_dagster.defs.runs import RUNS
 from lo2_dagster.lib.layout import LayoutError
-from lo2_dagster.versions import partition_data_versions
+from lo2_dagster.versions import DATA_VERSION_TAG, partition_data_versions
 
 SENSOR_NAME = "lo2_source_files"
 
@@ -54,7 +52,7 @@ def allowlist_observation(instance: dg.DagsterInstance, allowlist_file: FpAllowl
     if observed is not None and observed.tags.get(DATA_VERSION_TAG) == allowlist.digest:
         return None
     return dg.AssetObservation(asset_key=FP_ALLOWLIST, tags={DATA_VERSION_TAG: allowlist.digest},
-                               metadata=allowlist_metadata(allowlist))
+                               metadata=allowlist_file.metadata(allowlist))
 
 
 def observe_sources(instance: dg.DagsterInstance, root: Lo2Root, allowlist_file: FpAllowlistFile,

@@ -8,8 +8,6 @@ import polars as pl
 from upath import UPath
 
 from lo2_dagster.defs.automation import on_any_run_changed, on_retrain_cron_or_new_templates
-from lo2_dagster.defs.features.assets import current_templates
-from lo2_dagster.defs.ingest.partitions import ALL_RUNS, RUNS
 from lo2_dagster.defs.keys import (
     ANOMALY_MODEL,
     DRAIN_TEMPLATES,
@@ -19,7 +17,9 @@ from lo2_dagster.defs.keys import (
     TRAINING_POOL,
     TRAINING_SET,
 )
+from lo2_dagster.defs.lineage import current_templates
 from lo2_dagster.defs.resources import Lo2Root
+from lo2_dagster.defs.runs import ALL_RUNS, RUNS
 from lo2_dagster.lib.layout import LayoutError, logs_dir
 from lo2_dagster.lib.metrics import format_figure, trainable_runs
 from lo2_dagster.lib.model import (
