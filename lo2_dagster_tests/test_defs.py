@@ -8,7 +8,7 @@ from lo2_dagster import settings
 from lo2_dagster.definitions import defs
 from lo2_dagster.defs.runs import BACKFILL_POLICY
 
-ENHANCED_CHECKS = ["drain_ids_known", "no_row_lost", "schema_matches_seed", "seq_id_not_null"]
+ENHANCED_CHECKS = ["drain_ids_known", "no_row_lost", "schema_matches_contract", "seq_id_not_null"]
 
 # Keys, deps, groups, partitioning and code versions: a rename or a lost edge shows up here.
 PER_RUN = "on_new_or_changed_data"

@@ -24,7 +24,7 @@ EXPLANATIONS = dg.AssetKey([PREFIX, "explanations"])
 SCORE_DRIFT = dg.AssetKey([PREFIX, "score_drift"])
 
 LINE_ACCOUNTING_CHECK = "every_line_accounted_for"
-SCHEMA_CHECK = "schema_matches_seed"
+SCHEMA_CHECK = "schema_matches_contract"
 ROWS_KEPT_CHECK = "no_row_lost"
 SEQ_ID_CHECK = "seq_id_not_null"
 DRAIN_IDS_CHECK = "drain_ids_known"

@@ -1,4 +1,4 @@
-"""Event and sequence features (the seed's ``e_*`` columns), as polars expressions.
+"""Event and sequence features (the ``e_*`` columns of docs/schemas.md), as polars expressions.
 
 Masking (:mod:`lo2_dagster.lib.masking`), words, trigrams and Drain ids depend only on an
 event's normalized message, and LO2's logs repeat a few hundred message shapes millions of
@@ -76,7 +76,7 @@ def lengths(message: str = "m_message") -> list[pl.Expr]:
     ]
 
 
-#: ``lo2/events_enhanced``: exactly the seed's event schema, in its order.
+#: ``lo2/events_enhanced``: exactly the event schema of docs/schemas.md, in its order.
 EVENTS_ENHANCED_SCHEMA: dict[str, pl.DataType] = {
     "row_id": pl.Int64(),
     "m_message": pl.String(),
@@ -100,8 +100,9 @@ EVENTS_ENHANCED_SCHEMA: dict[str, pl.DataType] = {
     "e_event_id_len": pl.Int32(),
 }
 
-#: ``lo2/sequences_enhanced``: the seed's sequence schema, then what downstream needs: where the
-#: sequence comes from and its Drain ids in event order (LogLead's ``SequenceEnhancer.events``).
+#: ``lo2/sequences_enhanced``: the sequence schema of docs/schemas.md, then what downstream
+#: needs: where the sequence comes from and its Drain ids in event order (LogLead's
+#: ``SequenceEnhancer.events``).
 SEQUENCES_ENHANCED_SCHEMA: dict[str, pl.DataType] = {
     "seq_id": pl.String(),
     "m_message": pl.String(),

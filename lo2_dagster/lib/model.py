@@ -1,4 +1,5 @@
-"""Train, evaluate, persist and reuse the anomaly model: the seed's persistence guide, trusted.
+"""Train, evaluate, persist and reuse the anomaly model, persisted so that a loaded model is the
+one that was trained.
 
 A :class:`ModelBundle` holds the fitted estimator, the vectorizer, the threshold, the run split
 and the holdout metrics. It is stored as ``model.joblib`` beside ``model.yml`` (the readable

@@ -1,1 +1,2 @@
-"""Enhanced feature tables: Drain templates, events and sequences with the seed's schemas."""
+"""Enhanced feature tables: Drain templates, events and sequences with the documented schemas
+(docs/schemas.md)."""

@@ -254,11 +254,12 @@ def template_quality_metadata(templates: drain.Templates) -> dict[str, object]:
     code_version=f"enhancer-{ENHANCER_VERSION}",
     check_specs=_per_run_checks(
         EVENTS_ENHANCED,
-        schema="The file has exactly the seed's event columns and types.",
+        schema="The file has exactly the contract's event columns and types (docs/schemas.md).",
         rows="As many rows as lo2/raw_events of the run.",
     ),
     description=(
-        "One run's events with the seed's enhanced event schema (lo2_events_enhanced): masked "
+        "One run's events with the enhanced event schema of docs/schemas.md "
+        "(lo2_events_enhanced): masked "
         "message, words, trigrams, lengths, Drain template id (matched against "
         "lo2/drain_templates, never re-mined) and the FP allowlist's relabelling."
     ),
@@ -340,12 +341,13 @@ def events_enhanced(
     code_version=f"enhancer-{ENHANCER_VERSION}",
     check_specs=_per_run_checks(
         SEQUENCES_ENHANCED,
-        schema="The file has the seed's sequence columns and types, then run, test_case, "
+        schema="The file has the contract's sequence columns and types (docs/schemas.md), "
+               "then run, test_case, "
                "service and e_event_drain_id.",
         rows="One row per raw sequence; seq_len adds up to the run's events.",
     ),
     description=(
-        "One run's sequences (run x test case x service) with the seed's enhanced sequence "
+        "One run's sequences (run x test case x service) with docs/schemas.md's enhanced sequence "
         "schema (lo2_sequences_enhanced): length, duration, the words and trigrams of all "
         "events, plus run, test_case, service and the ordered Drain ids."
     ),
@@ -447,7 +449,8 @@ def _check_written(
 
 def _schema_check(key: dg.AssetKey, schema: pl.Schema,
                   expected: dict[str, pl.DataType]) -> dg.AssetCheckResult:
-    """The written file's columns, in order, with their types, against the seed's."""
+    """The written file's columns, in order, with their types, against the contract's
+    (docs/schemas.md)."""
     got = [(name, str(dtype)) for name, dtype in schema.items()]
     want = [(name, str(dtype)) for name, dtype in expected.items()]
     differences = [f"{g} != {w}" for g, w in zip(got, want, strict=False) if g != w]

@@ -1,4 +1,5 @@
-"""The notebook exports: all runs' enhanced tables as two Parquet files, as the seed describes."""
+"""The notebook exports: all runs' enhanced tables as two Parquet files, as docs/schemas.md
+describes."""
 
 import time
 
