@@ -107,8 +107,11 @@ def contributions(estimator: object, matrix: sparse.spmatrix) -> Contributions:
         trees = [(t, _subtree_means(t, t.tree_.value[:, 0, 0] * rate), 0.0, None)
                  for t in model.estimators_[:, 0]]
         total, base = _sum_trees(x, trees)
-        # The initial raw prediction (the class prior's log-odds), as scikit-learn adds it.
-        init = model._raw_predict_init(x[:1])[0, 0] if rows else 0.0
+        # The initial raw prediction (the class prior's log-odds): what the decision function
+        # has beyond the trees, read through public API only.
+        init = (float(model.decision_function(x[:1])[0])
+                - rate * sum(float(t.predict(x[:1])[0]) for t in model.estimators_[:, 0])
+                if rows else 0.0)
         return Contributions(total, np.full(rows, base + init),
                              "decision function (log-odds of the score)")
     if isinstance(model, IsolationForest):
@@ -129,7 +132,7 @@ def model_value(estimator: object, matrix: sparse.spmatrix) -> np.ndarray:
     if isinstance(model, LogisticRegression | GradientBoostingClassifier):
         return estimator.decision_function(matrix)
     if isinstance(model, IsolationForest):
-        c = _average_depth(np.array([model._max_samples]))[0]
+        c = _average_depth(np.array([model.max_samples_]))[0]
         return np.log2(-estimator.score_samples(matrix)) * c
     return estimator.predict_proba(matrix)[:, 1]
 
