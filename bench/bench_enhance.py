@@ -116,7 +116,7 @@ def stage_enhanced(wh: Path, run: str) -> list[dict]:
 
     from lo2_dagster.lib.allowlist import load_allowlist
     from lo2_dagster.lib.enhance import SEQUENCES_DICTIONARY_COLUMNS, SEQUENCES_ENHANCED_SCHEMA
-    from lo2_dagster.lib.features import enhance_events, sequence_tables
+    from lo2_dagster.lib.enhanced_tables import enhance_events, sequence_tables
     from lo2_dagster.storage import Batches
 
     raw_events, raw_sequences = _file(wh, "raw_events", run), _file(wh, "raw_sequences", run)

@@ -317,7 +317,7 @@ def main() -> None:
         child_main(sys.argv[2:])
         return
     from lo2_dagster.lib.model import DEFAULT_MODEL
-    from lo2_dagster.lib.models import REGISTRY
+    from lo2_dagster.lib.registry import REGISTRY
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

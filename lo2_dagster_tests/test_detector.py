@@ -16,7 +16,7 @@ from lo2_dagster.lib import model as lib
 from lo2_dagster.lib import templates as drain
 from lo2_dagster.lib.allowlist import Allowlist
 from lo2_dagster.lib.detector import TemplateRateDetector
-from lo2_dagster.lib.features import enhance_events, sequence_tables
+from lo2_dagster.lib.enhanced_tables import enhance_events, sequence_tables
 from lo2_dagster.lib.layout import scan_runs
 from lo2_dagster.lib.metrics import by_test_case
 from lo2_dagster.synth import SynthConfig, generate, shared_faults

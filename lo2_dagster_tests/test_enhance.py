@@ -13,7 +13,7 @@ import pytest
 from lo2_dagster.lib import enhance, loader, masking
 from lo2_dagster.lib import templates as drain
 from lo2_dagster.lib.allowlist import Allowlist, EventRule, SequenceRule
-from lo2_dagster.lib.features import enhance_events, sequence_tables
+from lo2_dagster.lib.enhanced_tables import enhance_events, sequence_tables
 from lo2_dagster.storage import Batches
 from lo2_dagster_tests.conftest import EXCERPT, RUN, line
 

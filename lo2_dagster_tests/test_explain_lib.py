@@ -16,8 +16,8 @@ from lo2_dagster.lib import explain as ex
 from lo2_dagster.lib import model as lib
 from lo2_dagster.lib.drift import DEFAULT_WARN_PSI, drift, template_events, template_psi
 from lo2_dagster.lib.metrics import false_positives
-from lo2_dagster.lib.models import REGISTRY
 from lo2_dagster.lib.reference import ReferenceBuilder
+from lo2_dagster.lib.registry import REGISTRY
 from lo2_dagster.lib.report import (
     curves_png,
     global_top_features,

@@ -11,8 +11,8 @@ import yaml
 from lo2_dagster.definitions import defs
 from lo2_dagster.defs.keys import ANOMALY_MODEL, MODEL_GATE_CHECK, PREDICTIONS
 from lo2_dagster.lib import model as lib
-from lo2_dagster.lib import models
-from lo2_dagster.lib.models import ModelKind, RareTokenDetector
+from lo2_dagster.lib import registry
+from lo2_dagster.lib.registry import ModelKind, RareTokenDetector
 from lo2_dagster.lib.vectorize import SequenceVectorizer
 from lo2_dagster.pipeline import failure_summary
 
@@ -81,7 +81,7 @@ def test_predictions_use_the_persisted_model_and_never_refit(trained, monkeypatc
     # Every fit of the model library: the vectorizer's, the default model's and the one
     # function all registry models are fitted through.
     for target, name in ((SequenceVectorizer, "fit"), (RareTokenDetector, "fit"),
-                         (models, "fit"), (lib, "fit")):
+                         (registry, "fit"), (lib, "fit")):
         monkeypatch.setattr(target, name, refuse)
     record = (trained["folder"] / lib.RECORD_FILE).read_bytes()
     trainings = len(trained["instance"].fetch_materializations(ANOMALY_MODEL, limit=10).records)

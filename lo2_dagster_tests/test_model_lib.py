@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 
 from lo2_dagster.lib import model as lib
 from lo2_dagster.lib.metrics import by_test_case, calibrate, psi, split_runs
-from lo2_dagster.lib.models import REGISTRY, RareTokenDetector
+from lo2_dagster.lib.registry import REGISTRY, RareTokenDetector
 from lo2_dagster.lib.vectorize import FeatureSpec, SequenceVectorizer
 
 RUNS = [f"light-oauth2-data-17196{i:05d}" for i in range(6)]

@@ -5,6 +5,13 @@ import dagster as dg
 PREFIX = "lo2"
 OWNERS = ["team:lo2"]
 
+#: Asset groups, one per domain folder.
+INGEST_GROUP = "ingest"
+FEATURES_GROUP = "features"
+MODEL_GROUP = "model"
+DETECT_GROUP = "detect"
+EXPLAIN_GROUP = "explain"
+
 RUN_LOGS = dg.AssetKey([PREFIX, "run_logs"])
 RAW_EVENTS = dg.AssetKey([PREFIX, "raw_events"])
 RAW_SEQUENCES = dg.AssetKey([PREFIX, "raw_sequences"])

@@ -49,8 +49,8 @@ from sklearn.tree import DecisionTreeClassifier
 
 from lo2_dagster.lib.detector import TemplateRateDetector
 from lo2_dagster.lib.model import ModelBundle
-from lo2_dagster.lib.models import RareTokenDetector, model_kind
 from lo2_dagster.lib.reference import IDENTITY, TEMPLATES, Reference
+from lo2_dagster.lib.registry import RareTokenDetector, model_kind
 from lo2_dagster.lib.vectorize import OOV, token_counts
 
 #: A template in at most this share of the normal training sequences is "rare".

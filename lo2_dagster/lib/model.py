@@ -45,8 +45,8 @@ from lo2_dagster.lib.leaks import (
     test_case_signals,
 )
 from lo2_dagster.lib.metrics import Split, calibrate, evaluate, judged, split_runs
-from lo2_dagster.lib.models import fit, model_kind
 from lo2_dagster.lib.reference import TEMPLATES, Reference, ReferenceBuilder
+from lo2_dagster.lib.registry import fit, model_kind
 from lo2_dagster.lib.vectorize import FeatureSpec, SequenceVectorizer
 
 MODEL_FILE = "model.joblib"

@@ -3,7 +3,7 @@
 import dagster as dg
 from upath import UPath
 
-from lo2_dagster.defs.keys import ANOMALY_MODEL, PREDICTIONS, SEQUENCES_ENHANCED
+from lo2_dagster.defs.keys import ANOMALY_MODEL, DETECT_GROUP, PREDICTIONS, SEQUENCES_ENHANCED
 from lo2_dagster.defs.lineage import templates_used
 from lo2_dagster.defs.runs import RunPart, materialize_runs, per_run_asset
 from lo2_dagster.lib.model import (
@@ -15,8 +15,6 @@ from lo2_dagster.lib.model import (
 )
 from lo2_dagster.meta import column_schema, table
 from lo2_dagster.storage import Warehouse, iter_parquet
-
-GROUP = "detect"
 
 PREDICTION_COLUMNS = {
     "score": "Anomaly score of the sequence (higher = more anomalous).",
@@ -43,7 +41,7 @@ class PredictionsConfig(dg.Config):
 @per_run_asset(
     key=PREDICTIONS,
     ins={"sequences": dg.AssetIn(SEQUENCES_ENHANCED), "model": dg.AssetIn(ANOMALY_MODEL)},
-    group_name=GROUP,
+    group_name=DETECT_GROUP,
     code_version="predict-1",
     kinds={"scikit-learn"},
     description=(

@@ -10,6 +10,7 @@ from upath import UPath
 from lo2_dagster.defs.automation import on_new_model
 from lo2_dagster.defs.keys import (
     ANOMALY_MODEL,
+    DETECT_GROUP,
     DRAIN_TEMPLATES,
     EVENTS_ENHANCED,
     LEAK_CHECK,
@@ -33,7 +34,6 @@ from lo2_dagster.lib.templates import Templates
 from lo2_dagster.meta import markdown_table, model_quality
 from lo2_dagster.storage import Warehouse, iter_parquet, write_bytes, write_parquet
 
-GROUP = "detect"
 #: The report's folder under the warehouse's ``reports/``.
 REPORT_FOLDER = "model_report"
 PLOTS = {
@@ -52,7 +52,7 @@ FP_COLUMNS = ["seq_id", "run", "test_case", "service", "score", "threshold", "re
          "events": dg.AssetIn(EVENTS_ENHANCED, metadata=ALL_RUNS),
          "templates": dg.AssetIn(DRAIN_TEMPLATES)},
     automation_condition=on_new_model(),
-    group_name=GROUP,
+    group_name=DETECT_GROUP,
     code_version="report-2",
     kinds={"matplotlib", "polars", "parquet"},
     owners=OWNERS,

@@ -13,6 +13,7 @@ from lo2_dagster.defs.keys import (
     DRAIN_TEMPLATES,
     DRIFT_CHECK,
     EVENTS_ENHANCED,
+    EXPLAIN_GROUP,
     EXPLANATIONS,
     PREDICTIONS,
     SCORE_DRIFT,
@@ -34,8 +35,6 @@ from lo2_dagster.lib.model import ModelBundle
 from lo2_dagster.lib.templates import Templates
 from lo2_dagster.meta import column_schema, markdown_table
 from lo2_dagster.storage import Warehouse
-
-GROUP = "explain"
 
 EXPLANATION_COLUMNS = {
     "rank": "The sequence's rank in the run (1 = most anomalous), as in lo2/predictions.",
@@ -70,7 +69,7 @@ def _reference(model: ModelBundle) -> None:
     ins={"predictions": dg.AssetIn(PREDICTIONS), "sequences": dg.AssetIn(SEQUENCES_ENHANCED),
          "events": dg.AssetIn(EVENTS_ENHANCED), "model": dg.AssetIn(ANOMALY_MODEL),
          "templates": dg.AssetIn(DRAIN_TEMPLATES)},
-    group_name=GROUP,
+    group_name=EXPLAIN_GROUP,
     code_version="explain-1",
     kinds={"scikit-learn"},
     description=(
@@ -135,7 +134,7 @@ class ScoreDriftConfig(dg.Config):
     key=SCORE_DRIFT,
     ins={"predictions": dg.AssetIn(PREDICTIONS), "sequences": dg.AssetIn(SEQUENCES_ENHANCED),
          "model": dg.AssetIn(ANOMALY_MODEL), "templates": dg.AssetIn(DRAIN_TEMPLATES)},
-    group_name=GROUP,
+    group_name=EXPLAIN_GROUP,
     code_version="drift-1",
     check_specs=[dg.AssetCheckSpec(
         DRIFT_CHECK, asset=SCORE_DRIFT, partitions_def=RUNS, blocking=False,

@@ -12,6 +12,7 @@ from lo2_dagster.defs.keys import (
     DRAIN_IDS_CHECK,
     DRAIN_TEMPLATES,
     EVENTS_ENHANCED,
+    FEATURES_GROUP,
     FP_ALLOWLIST,
     MESSAGE_COUNTS,
     OWNERS,
@@ -39,12 +40,11 @@ from lo2_dagster.lib.enhance import (
     SEQUENCES_DICTIONARY_COLUMNS,
     SEQUENCES_ENHANCED_SCHEMA,
 )
-from lo2_dagster.lib.features import allowlisted_sequences, enhance_events, sequence_tables
+from lo2_dagster.lib.enhanced_tables import allowlisted_sequences, enhance_events, sequence_tables
 from lo2_dagster.lib.masking import MAX_FEATURE_CHARS
 from lo2_dagster.meta import bullet_list, column_schema, table
 from lo2_dagster.storage import Batches, Warehouse, parquet_facts, read_parquet
 
-GROUP = "features"
 #: Metadata of the enhanced tables: which trained templates their Drain ids come from.
 
 EVENT_COLUMNS = {
@@ -75,7 +75,7 @@ SEQUENCE_COLUMNS = {
 @dg.multi_observable_source_asset(
     specs=[dg.AssetSpec(
         FP_ALLOWLIST,
-        group_name=GROUP,
+        group_name=FEATURES_GROUP,
         owners=OWNERS,
         kinds={"toml"},
         description=(
@@ -110,7 +110,7 @@ def _per_run_checks(key: dg.AssetKey, schema: str, rows: str) -> list[dg.AssetCh
 @per_run_asset(
     key=MESSAGE_COUNTS,
     ins={"events": dg.AssetIn(RAW_EVENTS)},
-    group_name=GROUP,
+    group_name=FEATURES_GROUP,
     code_version=f"enhancer-{ENHANCER_VERSION}",
     description=(
         "One run's distinct message keys (level, logger, method and masked first line) per "
@@ -165,7 +165,7 @@ class DrainTemplatesConfig(dg.Config):
     io_manager_key="drain_store",
     automation_condition=on_retrain_cron(),
     pool=TRAINING_POOL,
-    group_name=GROUP,
+    group_name=FEATURES_GROUP,
     code_version=f"drain-{ENHANCER_VERSION}",
     kinds={"drain3", "polars"},
     owners=OWNERS,
@@ -250,7 +250,7 @@ def template_quality_metadata(templates: drain.Templates) -> dict[str, object]:
     key=EVENTS_ENHANCED,
     ins={"events": dg.AssetIn(RAW_EVENTS), "templates": dg.AssetIn(DRAIN_TEMPLATES)},
     deps=[FP_ALLOWLIST],
-    group_name=GROUP,
+    group_name=FEATURES_GROUP,
     code_version=f"enhancer-{ENHANCER_VERSION}",
     check_specs=_per_run_checks(
         EVENTS_ENHANCED,
@@ -337,7 +337,7 @@ def events_enhanced(
     ins={"sequences": dg.AssetIn(RAW_SEQUENCES), "events": dg.AssetIn(EVENTS_ENHANCED),
          "templates": dg.AssetIn(DRAIN_TEMPLATES)},
     deps=[FP_ALLOWLIST],
-    group_name=GROUP,
+    group_name=FEATURES_GROUP,
     code_version=f"enhancer-{ENHANCER_VERSION}",
     check_specs=_per_run_checks(
         SEQUENCES_ENHANCED,

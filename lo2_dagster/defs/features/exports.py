@@ -7,10 +7,10 @@ import dagster as dg
 from upath import UPath
 
 from lo2_dagster.defs.automation import on_retrain_cron
-from lo2_dagster.defs.features.assets import GROUP
 from lo2_dagster.defs.keys import (
     ENHANCED_EXPORTS,
     EVENTS_ENHANCED,
+    FEATURES_GROUP,
     OWNERS,
     SEQUENCES_ENHANCED,
 )
@@ -29,7 +29,7 @@ SEQUENCES_FILE = "lo2_sequences_enhanced.parquet"
     ins={"events": dg.AssetIn(EVENTS_ENHANCED, metadata=ALL_RUNS),
          "sequences": dg.AssetIn(SEQUENCES_ENHANCED, metadata=ALL_RUNS)},
     automation_condition=on_retrain_cron(),
-    group_name=GROUP,
+    group_name=FEATURES_GROUP,
     code_version="1",
     kinds={"parquet"},
     owners=OWNERS,

@@ -7,6 +7,7 @@ import dagster as dg
 import polars as pl
 
 from lo2_dagster.defs.keys import (
+    INGEST_GROUP,
     LINE_ACCOUNTING_CHECK,
     OWNERS,
     RAW_EVENTS,
@@ -51,7 +52,7 @@ SEQUENCE_COLUMNS = {
     specs=[dg.AssetSpec(
         RUN_LOGS,
         partitions_def=RUNS,
-        group_name="ingest",
+        group_name=INGEST_GROUP,
         owners=OWNERS,
         kinds={"files"},
         description=(
@@ -95,7 +96,7 @@ class RawEventsConfig(dg.Config):
 @per_run_asset(
     key=RAW_EVENTS,
     deps=[RUN_LOGS],
-    group_name="ingest",
+    group_name=INGEST_GROUP,
     code_version=f"parser-{loader.PARSER_VERSION}",
     check_specs=[dg.AssetCheckSpec(LINE_ACCOUNTING_CHECK, asset=RAW_EVENTS, blocking=True,
                                    description="Each file's line kinds add up to its lines.")],
@@ -133,7 +134,7 @@ def raw_events(context: dg.AssetExecutionContext, config: RawEventsConfig, lo2_r
 @per_run_asset(
     key=RAW_SEQUENCES,
     ins={"events": dg.AssetIn(RAW_EVENTS)},
-    group_name="ingest",
+    group_name=INGEST_GROUP,
     code_version="1",
     description=(
         "One row per sequence (seq_id = run x test case x service): the joined messages, the "

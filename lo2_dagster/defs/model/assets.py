@@ -12,6 +12,7 @@ from lo2_dagster.defs.keys import (
     ANOMALY_MODEL,
     DRAIN_TEMPLATES,
     MODEL_GATE_CHECK,
+    MODEL_GROUP,
     OWNERS,
     SEQUENCES_ENHANCED,
     TRAINING_POOL,
@@ -33,13 +34,12 @@ from lo2_dagster.lib.model import (
     git_commit,
     train,
 )
-from lo2_dagster.lib.models import REGISTRY, model_kind
+from lo2_dagster.lib.registry import REGISTRY, model_kind
 from lo2_dagster.lib.vectorize import FeatureSpec
 from lo2_dagster.meta import bullet_list, markdown_table, model_quality
 from lo2_dagster.storage import Warehouse, iter_parquet, read_parquet
 from lo2_dagster.versions import fingerprint_of, partition_data_versions
 
-GROUP = "model"
 #: The figures shown (and plotted over materializations) for each evaluation level.
 FIGURES = ("roc_auc", "pr_auc", "f1", "precision", "recall", "accuracy", "precision_at_k",
            "fp_rate", "fp_rate_at_alpha", "psi_train_vs_holdout")
@@ -90,7 +90,7 @@ class AnomalyModelConfig(dg.Config):
     key=TRAINING_SET,
     deps=[SEQUENCES_ENHANCED],
     automation_condition=on_any_run_changed(),
-    group_name=GROUP,
+    group_name=MODEL_GROUP,
     code_version="fingerprint-1",
     kinds={"polars", "parquet"},
     owners=OWNERS,
@@ -152,7 +152,7 @@ def training_set_is_current(instance: dg.DagsterInstance) -> bool:
     io_manager_key="model_store",
     automation_condition=on_retrain_cron_or_new_templates(),
     pool=TRAINING_POOL,
-    group_name=GROUP,
+    group_name=MODEL_GROUP,
     code_version="model-4",
     kinds={"scikit-learn", "joblib"},
     owners=OWNERS,
