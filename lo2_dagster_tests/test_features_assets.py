@@ -7,8 +7,6 @@ import dagster as dg
 import fsspec
 import polars as pl
 import pytest
-from dagster._core.definitions.data_version import StaleStatus
-from dagster._utils.test.data_versions import get_stale_status_resolver
 from upath import UPath
 
 from lo2_dagster import settings
@@ -29,6 +27,7 @@ from lo2_dagster.defs.runs import RUNS
 from lo2_dagster.lib import templates as drain
 from lo2_dagster.lib.enhance import EVENTS_ENHANCED_SCHEMA, SEQUENCES_ENHANCED_SCHEMA
 from lo2_dagster.lib.masking import MAX_FEATURE_CHARS
+from lo2_dagster.versions import FRESH, STALE, stale_status
 from lo2_dagster_tests.conftest import EXCERPT, RUN, line
 
 RUN_B = "light-oauth2-data-1719610000"
@@ -168,17 +167,18 @@ def _data_version(instance, key, partition=None) -> str:
 
 def test_editing_the_allowlist_makes_only_the_enhanced_tables_stale(env, instance):
     everything(instance)
-    graph = list(defs().resolve_asset_graph().assets_defs)
+    graph = defs().resolve_asset_graph()
 
     def statuses():
-        resolver = get_stale_status_resolver(instance, graph)
-        per_run = {k: {r: resolver.get_status(k, r) for r in (RUN, RUN_B)}
-                   for k in [RAW_EVENTS, RAW_SEQUENCES, *ENHANCED]}
-        return per_run, resolver.get_status(DRAIN_TEMPLATES)
+        keys = [RAW_EVENTS, RAW_SEQUENCES, *ENHANCED]
+        found = stale_status(instance, graph, [(k, r) for k in keys for r in (RUN, RUN_B)]
+                             + [(DRAIN_TEMPLATES, None)])
+        per_run = {k: {r: found[(k, r)][0] for r in (RUN, RUN_B)} for k in keys}
+        return per_run, found[(DRAIN_TEMPLATES, None)][0]
 
-    fresh = {r: StaleStatus.FRESH for r in (RUN, RUN_B)}
+    fresh = {r: FRESH for r in (RUN, RUN_B)}
     assert statuses() == ({k: fresh for k in [RAW_EVENTS, RAW_SEQUENCES, *ENHANCED]},
-                          StaleStatus.FRESH)
+                          FRESH)
 
     # Observing the unchanged file again, or with a new comment, changes nothing.
     env["allowlist"].write_text("# benign patterns\n" + env["allowlist"].read_text())
@@ -190,10 +190,10 @@ def test_editing_the_allowlist_makes_only_the_enhanced_tables_stale(env, instanc
                                 + '\n[[sequence]]\nname = "code"\nseq_id = \'__code$\'\n')
     assert execute(instance, [FP_ALLOWLIST]).success
     per_run, templates = statuses()
-    stale = {r: StaleStatus.STALE for r in (RUN, RUN_B)}
+    stale = {r: STALE for r in (RUN, RUN_B)}
     assert per_run == {RAW_EVENTS: fresh, RAW_SEQUENCES: fresh, EVENTS_ENHANCED: stale,
                        SEQUENCES_ENHANCED: stale}
-    assert templates == StaleStatus.FRESH
+    assert templates == FRESH
 
     # Rematerialized with the new rule: the code sequences are allowlisted, fresh again.
     for run in (RUN, RUN_B):

@@ -5,14 +5,13 @@ import logging
 import dagster as dg
 import polars as pl
 import pytest
-from dagster._core.definitions.data_version import StaleStatus
-from dagster._utils.test.data_versions import get_stale_status_resolver
 
 from lo2_dagster.definitions import defs
 from lo2_dagster.defs.ingest.assets import _line_accounting_check
 from lo2_dagster.defs.keys import LINE_ACCOUNTING_CHECK, RAW_EVENTS, RAW_SEQUENCES
 from lo2_dagster.defs.runs import RUNS
 from lo2_dagster.lib import loader
+from lo2_dagster.versions import FRESH, STALE, stale_status
 from lo2_dagster_tests.conftest import EXCERPT, RUN, line
 
 RUN_B = "light-oauth2-data-1719610000"
@@ -114,10 +113,10 @@ def test_data_version_follows_file_content(definitions, instance, two_runs):
     assert data_version(instance, RAW_EVENTS, RUN) != before[RUN]
     assert data_version(instance, RAW_EVENTS, RUN_B) == before[RUN_B]
 
-    resolver = get_stale_status_resolver(instance, list(definitions.resolve_asset_graph()
-                                                        .assets_defs))
-    assert resolver.get_status(RAW_SEQUENCES, RUN) == StaleStatus.STALE
-    assert resolver.get_status(RAW_SEQUENCES, RUN_B) == StaleStatus.FRESH
+    found = stale_status(instance, definitions.resolve_asset_graph(),
+                         [(RAW_SEQUENCES, RUN), (RAW_SEQUENCES, RUN_B)])
+    assert found[(RAW_SEQUENCES, RUN)][0] == STALE
+    assert found[(RAW_SEQUENCES, RUN_B)][0] == FRESH
 
 
 def test_trim_setting_is_config_and_part_of_the_version(definitions, instance, two_runs):

@@ -4,10 +4,6 @@ run (a backfill batch). Tiny runs: one correct and one error test case of one se
 
 import dagster as dg
 import polars as pl
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from lo2_dagster.definitions import defs
 from lo2_dagster.defs.ingest.sensors import observe_sources
@@ -27,6 +23,9 @@ from lo2_dagster.defs.runs import RUNS, _combined_check, _combined_version
 from lo2_dagster.versions import FRESH, STALE, describe, stale_status
 from lo2_dagster_tests.conftest import line
 
+# The run tags of a partition-range run, as a backfill launches it (Dagster's documented tags).
+ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 ERROR_CASE = "access_token_client_secret_wrong_401"
 
 

@@ -47,7 +47,7 @@ from lo2_dagster.storage import Batches, Warehouse, parquet_facts, read_parquet
 
 #: Metadata of the enhanced tables: which trained templates their Drain ids come from.
 
-EVENT_COLUMNS = {
+ENHANCED_EVENT_COLUMNS = {
     "anomaly": "anomaly_original and not is_fp_allowlisted.",
     "anomaly_original": "The folder label (test_case != 'correct').",
     "is_fp_allowlisted": "Matches an [[event]] rule of the FP allowlist.",
@@ -308,7 +308,7 @@ def events_enhanced(
             enhanced.frame,
             {
                 "dagster/row_count": enhanced.rows,
-                "dagster/column_schema": column_schema(EVENTS_ENHANCED_SCHEMA, EVENT_COLUMNS),
+                "dagster/column_schema": column_schema(EVENTS_ENHANCED_SCHEMA, ENHANCED_EVENT_COLUMNS),
                 "distinct_normalized_messages": len(vocabulary),
                 "messages_cut_for_features": len(enhanced.cut),
                 "max_feature_chars": MAX_FEATURE_CHARS,

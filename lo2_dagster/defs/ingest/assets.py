@@ -28,7 +28,7 @@ from lo2_dagster.lib.names import run_start
 from lo2_dagster.meta import bullet_list, column_schema, table
 from lo2_dagster.storage import Warehouse
 
-EVENT_COLUMNS = {
+RAW_EVENT_COLUMNS = {
     "row_id": "Row number within the run (test case, service, line order); key with run.",
     "m_message": "Message text after ' - '; continuation lines (stack traces) newline-joined.",
     "seq_id": "<run>__<test_case>__<service>: one service log of one test case.",
@@ -246,7 +246,7 @@ def _events_metadata(
     layout = loaded.layout
     return {
         "dagster/row_count": len(loaded.events),
-        "dagster/column_schema": column_schema(loaded.events.schema, EVENT_COLUMNS),
+        "dagster/column_schema": column_schema(loaded.events.schema, RAW_EVENT_COLUMNS),
         "lines": totals["lines"],
         "events": totals["event"],
         "continuation_lines": totals["continuation"],
