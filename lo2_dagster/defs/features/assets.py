@@ -308,7 +308,8 @@ def events_enhanced(
             enhanced.frame,
             {
                 "dagster/row_count": enhanced.rows,
-                "dagster/column_schema": column_schema(EVENTS_ENHANCED_SCHEMA, ENHANCED_EVENT_COLUMNS),
+                "dagster/column_schema": column_schema(EVENTS_ENHANCED_SCHEMA,
+                                                       ENHANCED_EVENT_COLUMNS),
                 "distinct_normalized_messages": len(vocabulary),
                 "messages_cut_for_features": len(enhanced.cut),
                 "max_feature_chars": MAX_FEATURE_CHARS,
