@@ -24,7 +24,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from lo2_dagster.defs.detect.report import PLOTS
-from lo2_dagster_tests.dagster_dev import FINISHED, DagsterDev, deployment
+from lo2_dagster.devserver import FINISHED, DagsterDev, deployment
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

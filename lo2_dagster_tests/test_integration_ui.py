@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lo2_dagster import settings
-from lo2_dagster_tests.dagster_dev import BIN, clean_env, dagster_dev
+from lo2_dagster.devserver import BIN, clean_env, dagster_dev
 from lo2_dagster_tests.test_defs import GRAPH
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,5 @@
-"""`dagster dev` as a user starts it, for integration and browser tests: a temporary
+"""`dagster dev` as a user starts it, for the integration and browser tests and the backfill
+benchmark (bench/bench_backfill.py): a temporary
 DAGSTER_HOME with the project's dagster.yaml, 127.0.0.1 on a free port, its own process group
 (so SIGTERM reaches the webserver, the daemon and the code server), and GraphQL."""
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lo2_dagster import settings
+from lo2_dagster.lib.layout import scan_runs
 
 BIN = Path(sys.executable).parent
 T = TypeVar("T")
@@ -78,7 +80,8 @@ class DagsterDev:
         )
         with urllib.request.urlopen(request, timeout=60) as response:
             body = json.loads(response.read())
-        assert "errors" not in body, body["errors"]
+        if "errors" in body:
+            raise RuntimeError(f"GraphQL errors: {body['errors']}")
         return body["data"]
 
     def wait_for(self, what: str, probe: Callable[[], T | None], timeout: float = 300,
@@ -86,11 +89,13 @@ class DagsterDev:
         """Poll ``probe`` until it returns something truthy; fail with the server log."""
         deadline = time.monotonic() + timeout
         while True:
-            assert self.process.poll() is None, f"dagster dev exited:\n{self.tail()}"
+            if self.process.poll() is not None:
+                raise RuntimeError(f"dagster dev exited:\n{self.tail()}")
             value = probe()
             if value:
                 return value
-            assert time.monotonic() < deadline, f"{what}: not within {timeout} s\n{self.tail()}"
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{what}: not within {timeout} s\n{self.tail()}")
             time.sleep(every)
 
     def tail(self, chars: int = 4000) -> str:
@@ -118,7 +123,8 @@ class DagsterDev:
         params.update({"partitionNames": partition_names} if partition_names
                       else {"allPartitions": True})
         result = self.graphql(LAUNCH, {"params": params})["launchPartitionBackfill"]
-        assert result["__typename"] == "LaunchBackfillSuccess", result
+        if result["__typename"] != "LaunchBackfillSuccess":
+            raise RuntimeError(f"backfill not launched: {result}")
         return result["backfillId"]
 
     def backfills(self) -> list[dict]:
@@ -230,7 +236,7 @@ def deployment(tmp_path: Path, lo2: Path | None = None, env: Mapping[str, str] |
     if lo2 is None:
         lo2 = tmp_path / "lo2"
         generate(lo2, SynthConfig(runs=3, seed=4, token_lines=5))
-    runs = sorted(p.name for p in (lo2 / "logs").iterdir())
+    runs = scan_runs(lo2).runs
     warehouse = tmp_path / "warehouse"
     full_env = {"LO2_ROOT": str(lo2), "LO2_WAREHOUSE": str(warehouse), "LO2_AUTOMATION": "off",
                 **(env or {})}
