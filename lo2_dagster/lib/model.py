@@ -406,11 +406,11 @@ def save_bundle(bundle: ModelBundle, folder: str | Path) -> str:
     return files.sha256
 
 
-def verify_bundle(path: Any, expected_sha256: str | None = None) -> bytes:
-    """The bytes of a bundle's ``model.joblib`` (``path``: its folder or the file), once their
-    sha256 is the one ``model.yml`` recorded at training time (and ``expected_sha256``, e.g.
-    Dagster's record of the materialization, if given); else a BundleError naming the file and
-    the fix. Nothing is unpickled."""
+def verify_bundle(path: Any, expected_sha256: str | None = None) -> tuple[bytes, str]:
+    """The bytes of a bundle's ``model.joblib`` (``path``: its folder or the file) and their
+    sha256, once that is the one ``model.yml`` recorded at training time (and
+    ``expected_sha256``, e.g. Dagster's record of the materialization, if given); else a
+    BundleError naming the file and the fix. Nothing is unpickled."""
     location = Path(path) if isinstance(path, str) else path
     folder = location.parent if location.name == MODEL_FILE else location
     model_path, record_path = folder / MODEL_FILE, folder / RECORD_FILE
@@ -434,16 +434,15 @@ def verify_bundle(path: Any, expected_sha256: str | None = None) -> bytes:
                 f"{model_path} has sha256 {actual}, but {source} says {want}: the file was "
                 f"changed or replaced after training, and joblib files are pickles (loading "
                 f"one runs code), so it is not loaded. If you did not change it, {fix}.")
-    return payload
+    return payload, actual
 
 
 def load_bundle(path: Any, expected_sha256: str | None = None) -> ModelBundle:
     """Load a bundle from its folder (or its ``model.joblib``) after ``verify_bundle``: a file
     that is not the one trained is refused unread."""
-    payload = verify_bundle(path, expected_sha256)
+    payload, actual = verify_bundle(path, expected_sha256)
     location = Path(path) if isinstance(path, str) else path
     model_path = location if location.name == MODEL_FILE else location / MODEL_FILE
-    actual = hashlib.sha256(payload).hexdigest()
     bundle = joblib.load(io.BytesIO(payload))
     if not isinstance(bundle, ModelBundle):
         raise BundleError(f"{model_path} holds a {type(bundle).__name__}, not a ModelBundle")
