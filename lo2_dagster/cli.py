@@ -50,13 +50,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "combines with --hard")
     synth.set_defaults(func=_synth)
 
-    run = sub.add_parser("run", help="bring the whole asset graph up to date for every run found "
-                                     "(only what is missing or stale)")
+    run = sub.add_parser("run", help="bring the whole asset graph up to date for every run found: "
+                                     "what the assets' automation conditions request, as the "
+                                     "automation sensor would, plus code changes")
     run.add_argument("--root", help=f"LO2 root (default ${settings.ENV_ROOT} or the sample)")
     run.add_argument("--warehouse", help=f"warehouse root (default ${settings.ENV_WAREHOUSE} "
                                          "or data/warehouse)")
     run.add_argument("--runs", nargs="*", metavar="RUN",
-                     help="only these run folders (matched against the existing Drain templates)")
+                     help="only these run folders are added and looked at (what the automation "
+                          "already owes other runs, e.g. rescoring after a new model, runs too)")
+    run.add_argument("--retrain", action="store_true",
+                     help="also retrain what the retrain cron retrains (the Drain templates, the "
+                          "exports, the model), as at one of its ticks")
     run.add_argument("--force", action="store_true",
                      help="rematerialize everything, even what is up to date")
     run.add_argument("--log-level", default="INFO",
@@ -173,7 +178,6 @@ def _run_locked(args: argparse.Namespace, root: Path, runs: list[str], warehouse
     import dagster as dg
 
     from lo2_dagster.definitions import defs
-    from lo2_dagster.defs.keys import ANOMALY_MODEL, DRAIN_TEMPLATES
     from lo2_dagster.pipeline import add_run_partitions, materialize_all
 
     print(f"LO2 root:     {root} ({len(runs)} runs)")
@@ -184,12 +188,8 @@ def _run_locked(args: argparse.Namespace, root: Path, runs: list[str], warehouse
         added = add_run_partitions(instance, runs)
         if added:
             print(f"added {len(added)} run partition(s)")
-        # With --runs, the new runs are matched against the templates the others were built
-        # with and scored by the persisted model, even if those are stale; without it, stale
-        # templates and models are retrained (and what depends on them rebuilt).
-        reuse = {DRAIN_TEMPLATES, ANOMALY_MODEL} if args.runs else set()
         outcomes = materialize_all(defs(), instance, runs, log_level=args.log_level.upper(),
-                                   reuse=reuse, force=args.force)
+                                   force=args.force, retrain=args.retrain)
     _summary(outcomes, runs, warehouse, time.perf_counter() - started)
     return 0 if all(o.success for o in outcomes) else 1
 
@@ -250,7 +250,7 @@ def _summary(outcomes: list, runs: Sequence[str], warehouse: str, seconds: float
     failed = [o for o in outcomes if not o.success]
     print()
     print(f"done in {seconds:.1f} s: {len(runs)} runs, {len(outcomes)} Dagster runs, "
-          f"{len(failed)} failed" + ("" if outcomes else " (everything was up to date; "
+          f"{len(failed)} failed" + ("" if outcomes else " (nothing was requested; "
                                      "--force rematerializes anyway)"))
     for asset, rows in totals.items():
         print(f"  {asset:<24} {rows:>12,} rows")

@@ -1,37 +1,48 @@
-"""The main job, headless: bring the whole asset graph up to date in a persistent Dagster
-instance, materializing only what is missing or stale (``force``: everything).
+"""``lo2-dagster run``, headless: bring the asset graph up to date in a persistent Dagster
+instance by asking the automation conditions (``lo2_dagster.defs.automation``) what to run, as
+the automation sensor does, running it in-process, and asking again until they request nothing.
 
-The graph is cut into stages: a run of per-run (partitioned) assets, then the assets that
-depend on all runs, then per-run assets downstream of those, and so on. Each per-run stage is
-one in-process Dagster run per partition, so a failing run does not stop the others and the
-UI shows every run and materialization afterwards.
+What needs running is defined once, by the conditions. Beside what they request, the command
+runs a few things, each named in its output:
+
+- assets whose code version changed since they were materialized (the automation leaves those
+  to a backfill, so that a deployment does not recompute every run by itself; a user who types
+  the command wants them rebuilt),
+- assets whose stored file is damaged or missing (Dagster does not look at files),
+- with ``retrain``: what the retrain cron triggers, as at a tick,
+- with ``force``: everything.
+
+Requests run in dependency order, one in-process Dagster run per partition and step, so a
+failing run does not stop the others and the UI shows every run and materialization afterwards.
+The conditions' cursor is kept in the instance between commands (``CURSOR``), apart from the
+automation sensor's own.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 import time
-from collections.abc import Callable, Collection, Sequence
+import warnings
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
 
+from lo2_dagster.defs.automation import retrains_on_cron
 from lo2_dagster.defs.ingest.sensors import observe_sources
-from lo2_dagster.defs.keys import ANOMALY_MODEL, DRAIN_TEMPLATES, TRAINING_SET
-from lo2_dagster.defs.model.assets import training_set_is_current
+from lo2_dagster.defs.keys import ANOMALY_MODEL, DRAIN_TEMPLATES
 from lo2_dagster.defs.runs import RUNS
 from lo2_dagster.storage import Warehouse, stored_problem
-from lo2_dagster.versions import FRESH, STALE, describe, stale_status
+from lo2_dagster.versions import load_cursor, save_cursor
 
+#: Where ``lo2-dagster run`` keeps the automation cursor in the instance's storage.
+CURSOR = "lo2_dagster/run_command_automation_cursor"
+#: More evaluations than this in one command means the conditions keep requesting each other.
+MAX_EVALUATIONS = 50
 
-@dataclass(frozen=True)
-class Stage:
-    """Assets materialized together: per run (``partitioned``) or once."""
-
-    partitioned: bool
-    keys: tuple[dg.AssetKey, ...]
+Item = tuple[dg.AssetKey, str | None]  # an asset and its partition (None: unpartitioned)
+AC = dg.AutomationCondition
 
 
 @dataclass
@@ -47,25 +58,6 @@ class Outcome:
     error: str | None = None
 
 
-def plan_stages(graph: Any) -> list[Stage]:
-    """Order the materializable assets of ``graph`` (``Definitions.resolve_asset_graph()``)
-    into alternating per-run / whole-dataset stages."""
-    keys = [k for k in graph.toposorted_asset_keys if k in graph.materializable_asset_keys]
-    stage_of: dict[dg.AssetKey, int] = {}
-    for key in keys:
-        node = graph.get(key)
-        stage = max((stage_of[p] for p in node.parent_keys if p in stage_of), default=0)
-        # Even stages are per-run, odd ones whole-dataset: step up to the next of the node's kind.
-        if (stage % 2 == 0) != node.is_partitioned:
-            stage += 1
-        stage_of[key] = stage
-    stages = []
-    for number in sorted(set(stage_of.values())):
-        members = tuple(k for k in keys if stage_of[k] == number)
-        stages.append(Stage(partitioned=number % 2 == 0, keys=members))
-    return stages
-
-
 def add_run_partitions(instance: dg.DagsterInstance, runs: Sequence[str]) -> list[str]:
     """Add a partition for each run that has none yet; returns the ones added."""
     existing = set(instance.get_dynamic_partitions(RUNS.name))
@@ -75,80 +67,280 @@ def add_run_partitions(instance: dg.DagsterInstance, runs: Sequence[str]) -> lis
     return new
 
 
+def name(item: Item) -> str:
+    key, partition = item
+    return key.to_user_string() + (f"[{partition}]" if partition else "")
+
+
+def with_code_changes(defs: dg.Definitions) -> dg.Definitions:
+    """``defs`` with each asset's automation condition extended by "or its code version changed
+    since the previous evaluation": what this command evaluates (with a cursor of its own)."""
+    def extend(spec: dg.AssetSpec) -> dg.AssetSpec:
+        code = AC.code_version_changed()
+        own = spec.automation_condition
+        return spec.replace_attributes(automation_condition=own | code if own else code)
+
+    with warnings.catch_warnings():  # map_resolved_asset_specs is a preview API
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return defs.map_resolved_asset_specs(func=extend, selection=dg.AssetSelection.all())
+
+
+def requested_items(result: Any, graph: Any) -> set[Item]:
+    """Every (asset, partition) an ``EvaluateAutomationConditionsResult`` requests."""
+    return {(key, partition) for key in graph.materializable_asset_keys
+            for partition in result.get_requested_partitions(key)}
+
+
 def materialize_all(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
     runs: Sequence[str],
     report: Callable[[str], object] = print,
     log_level: str = "INFO",
-    reuse: Collection[dg.AssetKey] = (),
     force: bool = False,
+    retrain: bool = False,
 ) -> list[Outcome]:
-    """Materialize what is missing or stale, for ``runs`` (per-run assets) and once (the
-    others), as the UI's "Materialize unsynced" would; ``force``: everything.
-
-    The source files are observed first (a changed run folder or allowlist makes what reads it
-    stale). Within a stage, a run's assets are materialized, then their staleness is looked at
-    again: a downstream asset is rewritten only if its inputs' data actually changed.
-    Whole-dataset assets in ``reuse`` are kept as they are when already materialized (trained
-    state that other runs were built with, e.g. the Drain templates when only some runs are
-    processed).
-    """
+    """Bring the graph up to date for ``runs`` as the automation conditions define it (see the
+    module docstring), plus code changes and damaged files; ``retrain``: also what the retrain
+    cron triggers; ``force``: everything, for ``runs`` and once."""
     graph = defs.resolve_asset_graph()
     other = [k.to_user_string() for k in graph.materializable_asset_keys
              if graph.get(k).is_partitioned and graph.get(k).partitions_def != RUNS]
     if other:
         raise ValueError(f"materialize_all handles per-run partitions only; not: {other}")
-    job = defs.resolve_implicit_global_asset_job_def()
-    outcomes: list[Outcome] = []
-    failed_runs: set[str] = set()
-    failed_stage: str | None = None
+    runner = Runner(defs, instance, report, log_level)
+    cursor = load_cursor(instance, CURSOR)
+    if cursor is None:
+        # The first command on this instance: what the conditions see before the files are
+        # observed is the baseline against which the observation's changes count.
+        report("[automation]: first evaluation on this instance")
+        cursor = runner.settle(cursor, set())
     _observe(defs, instance, runs, report)
-    warehouse = defs.resources.get("warehouse")
-    damaged = (functools.partial(_damaged, instance, warehouse)
-               if isinstance(warehouse, Warehouse) else lambda key, partition: None)
-    for stage in plan_stages(graph):
-        names = ", ".join(k.to_user_string() for k in stage.keys)
-        if failed_stage:
-            report(f"skip {names}: {failed_stage} failed")
-            continue
-        partitions: list[str | None] = list(runs) if stage.partitioned else [None]
-        up_to_date = []
-        for partition in partitions:
-            if partition in failed_runs:
-                report(f"  skip {partition}: an earlier stage failed for it")
+    if force:
+        cursor = runner.settle(cursor, runner.everything(runs), why="--force")
+    else:
+        cursor = runner.settle(cursor, runner.damaged(runs))
+    if retrain:
+        for key in runner.retrained_on_cron():
+            if (key, None) in runner.done or runner.blocked((key, None)):
                 continue
-            where = partition or "all runs"
-            done: set[dg.AssetKey] = set()
-            while True:  # until nothing in the stage is missing or stale for this partition
-                todo = _todo(instance, graph, stage.keys, partition, force, reuse, done, report,
-                             damaged)
-                if not todo:
-                    break
-                report(f"[{where}]: {', '.join(k.to_user_string() for k in todo)} ...")
-                outcome = _execute(job, instance, tuple(todo), partition, log_level)
-                outcomes.append(outcome)
-                report(f"  {_describe(outcome)}")
-                done.update(todo)
-                if not outcome.success:
-                    if partition is None:
-                        failed_stage = names  # everything after depends on the whole dataset
-                    else:
-                        failed_runs.add(partition)
-                    break
-            if not done:
-                up_to_date.append(where)
-        if up_to_date:
-            shown = ", ".join(up_to_date[:3]) + (" ..." if len(up_to_date) > 3 else "")
-            report(f"[{names}]: up to date for {len(up_to_date)} of {len(partitions)} "
-                   f"({shown}): skipped")
-    return outcomes
+            report(f"[retrain]: {key.to_user_string()}, as at a tick of the retrain cron")
+            cursor = runner.settle(cursor, {(key, None)})
+    save_cursor(instance, CURSOR, cursor)
+    runner.report_skipped(runs)
+    return runner.outcomes
+
+
+class Runner:
+    """Evaluates the conditions and runs what they request, in dependency order, keeping what
+    ran, failed and was skipped in one command."""
+
+    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance,
+                 report: Callable[[str], object], log_level: str) -> None:
+        self.defs, self.instance, self.report, self.log_level = defs, instance, report, log_level
+        self.evaluated = with_code_changes(defs)
+        self.graph = defs.resolve_asset_graph()
+        self.job = defs.resolve_implicit_global_asset_job_def()
+        self.order = {k: i for i, k in enumerate(self.graph.toposorted_asset_keys)}
+        self.outcomes: list[Outcome] = []
+        self.done: set[Item] = set()
+        self.failed: dict[Item, str] = {}  # item -> what failed (itself or an upstream item)
+
+    # What to run -------------------------------------------------------------------------
+
+    def _items(self, runs: Sequence[str]) -> list[Item]:
+        return [(key, partition) for key in self.graph.toposorted_asset_keys
+                if key in self.graph.materializable_asset_keys
+                for partition in (runs if self.graph.get(key).is_partitioned else [None])]
+
+    def everything(self, runs: Sequence[str]) -> set[Item]:
+        return set(self._items(runs))
+
+    def damaged(self, runs: Sequence[str]) -> set[Item]:
+        """Materialized partitions whose stored file is damaged or missing."""
+        warehouse = self.defs.resources.get("warehouse")
+        if not isinstance(warehouse, Warehouse):
+            return set()
+        found = set()
+        materialized = {key: self.instance.get_materialized_partitions(key)
+                        for key in self.graph.materializable_asset_keys
+                        if self.graph.get(key).is_partitioned}
+        for key, partition in self._items(runs):
+            if partition is not None and partition not in materialized[key]:
+                continue
+            problem = _damaged(self.instance, warehouse, key, partition)
+            if problem:
+                self.report(f"[{partition or 'all runs'}]: rebuild {key.to_user_string()}: its "
+                            f"stored file is damaged ({problem})")
+                found.add((key, partition))
+        return found
+
+    def retrained_on_cron(self) -> list[dg.AssetKey]:
+        """The assets the retrain cron triggers, upstream first."""
+        return [key for key in self.graph.toposorted_asset_keys
+                if key in self.graph.materializable_asset_keys
+                and retrains_on_cron(self.graph.get(key).automation_condition)]
+
+    # Running -----------------------------------------------------------------------------
+
+    def settle(self, cursor: Any, extra: set[Item], why: str | None = None) -> Any:
+        """Run ``extra`` with what the conditions request, then ask them again, until they
+        request nothing; returns the last cursor."""
+        last: set[Item] = set()
+        waiting: set[Item] = set()
+        for _ in range(MAX_EVALUATIONS):
+            with warnings.catch_warnings():  # Dagster's beta/preview notes, every evaluation
+                warnings.simplefilter("ignore", dg.BetaWarning)
+                result = dg.evaluate_automation_conditions(defs=self.evaluated,
+                                                           instance=self.instance, cursor=cursor)
+            cursor = result.cursor
+            # Built in the last pass after everything it reads: a request for it is its
+            # condition seeing its own inputs change in that pass, not new work. What failed
+            # in this command is not retried in it.
+            requested = requested_items(result, self.graph) - last - set(self.failed)
+            if requested - waiting:
+                self._say_requested(requested - waiting, result)
+            todo, extra = requested | extra | waiting, set()
+            if not todo:
+                return cursor
+            if why:
+                self.report(f"[{why}]: {len(todo)} asset partitions")
+                why = None
+            waiting = self.run(todo)
+            last = todo & self.done
+        raise RuntimeError(f"the automation conditions still request work after "
+                           f"{MAX_EVALUATIONS} evaluations: {', '.join(map(name, todo))}")
+
+    def _say_requested(self, requested: set[Item], result: Any) -> None:
+        labels = {}
+        for r in result.results:  # [the asset's own condition |] code_version_changed()
+            *own, code = r.child_results or [r]
+            labels[r.key] = ("its code version changed" if code.true_subset.size or not own
+                             else own[0].condition.get_label())
+        by_key: dict[dg.AssetKey, list[str | None]] = {}
+        for key, partition in requested:
+            by_key.setdefault(key, []).append(partition)
+        for key in sorted(by_key, key=self.order.__getitem__):
+            partitions = by_key[key]
+            which = "" if partitions == [None] else f" for {_some(partitions)}"
+            self.report(f"[automation]: {key.to_user_string()}{which} "
+                        f"({labels.get(key) or 'its automation condition'})")
+
+    def blocked(self, item: Item) -> str | None:
+        """What failed upstream of ``item`` in this command, if anything. An asset over every
+        run is not held back by a failed run: it reads the runs there are."""
+        for parent in self._parents(item, self.failed):
+            if parent[1] is None or item[1] is not None:
+                return self.failed[parent]
+        return None
+
+    def _parents(self, item: Item, among: Collection[Item]) -> Iterable[Item]:
+        """The items among ``among`` that ``item`` reads (same run, the unpartitioned asset, or
+        every run of a per-run asset for an unpartitioned one)."""
+        key, partition = item
+        for parent_key in sorted(self.graph.get(key).parent_keys, key=self.order.__getitem__):
+            if parent_key not in self.graph.materializable_asset_keys:
+                continue
+            if not self.graph.get(parent_key).is_partitioned:
+                candidates: Iterable[Item] = [(parent_key, None)]
+            elif partition is not None:
+                candidates = [(parent_key, partition)]
+            else:
+                candidates = [i for i in among if i[0] == parent_key]
+            yield from (c for c in candidates if c in among)
+
+    def run(self, items: set[Item]) -> set[Item]:
+        """Run what of ``items`` does not wait for another partition's item among them: per
+        partition, in one Dagster run, upstream first. What is downstream of a failure is
+        skipped. Returns the items that wait: they run after the next evaluation, with what
+        this run's new data triggers (e.g. the training-set fingerprint before the model)."""
+        pending = set(items)
+        for item in sorted(pending, key=self._sort_key):
+            cause = self.blocked(item)
+            if cause:
+                self.report(f"  skip {name(item)}: {cause} failed")
+                self.failed[item] = cause
+                pending.discard(item)
+        waiting: set[Item] = set()
+        for item in sorted(pending, key=self._sort_key):  # upstream first
+            if any(p[1] != item[1] or p in waiting for p in self._parents(item, pending)):
+                waiting.add(item)
+        ready: dict[str | None, list[dg.AssetKey]] = {}
+        for key, partition in sorted(pending - waiting, key=self._sort_key):
+            ready.setdefault(partition, []).append(key)
+        for partition in sorted(ready, key=lambda p: (p is None, p or "")):
+            keys = tuple(ready[partition])
+            self.report(f"[{partition or 'all runs'}]: "
+                        f"{', '.join(k.to_user_string() for k in keys)} ...")
+            outcome = _execute(self.job, self.instance, keys, partition, self.log_level)
+            self.outcomes.append(outcome)
+            self.report(f"  {_describe(outcome)}")
+            made = {dg.AssetKey.from_user_string(a) for a in outcome.metadata}
+            for key in keys:
+                if outcome.success or key in made:
+                    self.done.add((key, partition))
+                else:
+                    self.failed[(key, partition)] = name((key, partition))
+        return waiting
+
+    def _sort_key(self, item: Item) -> tuple[int, bool, str]:
+        return self.order[item[0]], item[1] is None, item[1] or ""
+
+    # Saying what was not run -------------------------------------------------------------
+
+    def report_skipped(self, runs: Sequence[str]) -> None:
+        """What this command did not run, grouped, and why: up to date as far as the
+        automation conditions go, kept until the retrain cron, or missing and not requested."""
+        ran = self.done | set(self.failed)
+        up_to_date: dict[tuple[str | None, ...], list[dg.AssetKey]] = {}
+        missing: dict[tuple[str | None, ...], list[dg.AssetKey]] = {}
+        for key in self.graph.toposorted_asset_keys:
+            if key not in self.graph.materializable_asset_keys:
+                continue
+            node = self.graph.get(key)
+            if node.is_partitioned:
+                made = self.instance.get_materialized_partitions(key)
+                left = [p for p in runs if (key, p) not in ran]
+            else:
+                made = {None} if self.instance.get_latest_materialization_event(key) else set()
+                left = [None] if (key, None) not in ran else []
+            absent = tuple(p for p in left if p not in made)
+            if absent:
+                missing.setdefault(absent, []).append(key)
+            present = [p for p in left if p in made]
+            if not present:
+                continue
+            inputs_changed = any((parent, p) in self.done for parent in node.parent_keys
+                                 for p in [None, *runs])
+            if not node.is_partitioned and inputs_changed and \
+                    retrains_on_cron(node.automation_condition):
+                self.report(f"keep {key.to_user_string()} (already materialized; its inputs "
+                            "changed: it retrains at the retrain cron's tick, or now with "
+                            "--retrain)")
+                continue
+            up_to_date.setdefault(tuple(present), []).append(key)
+        for present, keys in up_to_date.items():
+            names = ", ".join(k.to_user_string() for k in keys)
+            self.report(f"[{names}]: up to date: skipped" if present == (None,) else
+                        f"[{names}]: up to date for {len(present)} of {len(runs)} "
+                        f"({_some(present)}): skipped")
+        for absent, keys in missing.items():
+            names = ", ".join(k.to_user_string() for k in keys)
+            where = f" for {_some(absent)}" if absent != (None,) else ""
+            self.report(f"[{names}]: missing{where}, not requested: an input is missing or "
+                        "failed (a failed run is not retried until its inputs change; --force "
+                        "retries)")
+
+
+def _some(partitions: Iterable[str | None]) -> str:
+    found = sorted(p or "all runs" for p in partitions)
+    return ", ".join(found[:3]) + (f" (+{len(found) - 3} more)" if len(found) > 3 else "")
 
 
 def _observe(defs: dg.Definitions, instance: dg.DagsterInstance, runs: Sequence[str],
              report: Callable[[str], object]) -> None:
     """Record the source files' current signatures (what the sensor does while the daemon
-    runs), so that staleness follows the files."""
+    runs), so that the conditions see changed files."""
     resources = defs.resources
     if "lo2_root" not in resources or "fp_allowlist" not in resources:
         return
@@ -163,46 +355,9 @@ def _observe(defs: dg.Definitions, instance: dg.DagsterInstance, runs: Sequence[
         report("[observe]: source files unchanged since last observed")
 
 
-def _todo(instance: dg.DagsterInstance, graph: Any, keys: Sequence[dg.AssetKey],
-          partition: str | None, force: bool, reuse: Collection[dg.AssetKey],
-          done: set[dg.AssetKey], report: Callable[[str], object],
-          damaged: Callable[[dg.AssetKey, str | None], str | None]) -> list[dg.AssetKey]:
-    """The stage's assets to materialize for ``partition`` now: missing, stale or damaged ones
-    (all of them with ``force``), except those already done in this stage and reused ones (which
-    are added to ``done``, so that they are reported once)."""
-    pending = [k for k in keys if k not in done]
-    if force:
-        return [k for k in pending if not (k in reuse and _exists(instance, k))]
-    todo = []
-    statuses = stale_status(instance, graph, [(k, partition) for k in pending])
-    for key in pending:
-        status, causes = statuses[(key, partition)]
-        if key == TRAINING_SET and status == FRESH and \
-                not training_set_is_current(instance):
-            status = STALE  # past 100 runs Dagster cannot tell: compare ourselves
-        if status == FRESH:
-            problem = damaged(key, partition)
-            if problem is None:
-                continue
-            report(f"[{partition or 'all runs'}]: rebuild {key.to_user_string()}: its stored "
-                   f"file is damaged ({problem})")
-            todo.append(key)
-            continue
-        if key in reuse and status == STALE:
-            report(f"[all runs]: keep {key.to_user_string()} (already materialized, though "
-                   "stale; a run without --runs retrains it)")
-            done.add(key)
-            continue
-        if causes and partition is None:
-            report(f"[all runs]: {key.to_user_string()} is stale: {describe(causes[0])}"
-                   + (f" (+{len(causes) - 1} more)" if len(causes) > 1 else ""))
-        todo.append(key)
-    return todo
-
-
 def _damaged(instance: dg.DagsterInstance, warehouse: Warehouse, key: dg.AssetKey,
              partition: str | None) -> str | None:
-    """What is wrong with the stored file of an up-to-date asset (partition), if anything: a
+    """What is wrong with the stored file of a materialized asset (partition), if anything: a
     per-run asset's Parquet file, or what an unpartitioned asset's IO manager stored (its last
     materialization's ``path`` says whether a Parquet file or a folder; the current warehouse
     says where). Footers and a hash only: no data is read."""
@@ -218,10 +373,6 @@ def _damaged(instance: dg.DagsterInstance, warehouse: Warehouse, key: dg.AssetKe
     if key == DRAIN_TEMPLATES:
         return stored_problem(warehouse.folder_for(key), "templates")
     return stored_problem(warehouse.path_for(key)) if path.value.endswith(".parquet") else None
-
-
-def _exists(instance: dg.DagsterInstance, key: dg.AssetKey) -> bool:
-    return instance.get_latest_materialization_event(key) is not None
 
 
 def _execute(

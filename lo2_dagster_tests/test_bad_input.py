@@ -27,10 +27,12 @@ from lo2_dagster.pipeline import failure_summary, materialize_all
 from lo2_dagster_tests.conftest import line
 
 
-def run_all(instance: dg.DagsterInstance, runs: list[str]) -> tuple[list, list[str]]:
-    """The main job's code path; returns the outcomes and what it reported."""
+def run_all(instance: dg.DagsterInstance, runs: list[str], retrain: bool = False
+            ) -> tuple[list, list[str]]:
+    """`lo2-dagster run`'s code path (``retrain``: with --retrain); returns the outcomes and
+    what it reported."""
     said: list[str] = []
-    outcomes = materialize_all(defs(), instance, runs, report=said.append)
+    outcomes = materialize_all(defs(), instance, runs, report=said.append, retrain=retrain)
     return outcomes, said
 
 
@@ -115,7 +117,7 @@ def test_a_run_of_empty_files_or_a_deleted_run_never_blocks_the_model(built_copy
     empty_run = runs[1]
     for log in (base / "lo2" / "logs" / empty_run).rglob("*.log"):
         log.write_bytes(b"")
-    outcomes, _ = run_all(instance, runs)
+    outcomes, _ = run_all(instance, runs, retrain=True)
     assert all(o.success for o in outcomes), [o.error for o in outcomes]
     warned = warnings_of(instance, outcomes)
     assert any(f"Run {empty_run}: none of its" in w and "forget" in w for w in warned), warned
@@ -249,7 +251,7 @@ def test_two_runs_at_once_on_a_new_home_wait_for_each_other(tmp_path):
         assert code == 0, out + err
         assert "Traceback" not in out + err
     assert sum("waiting for another lo2-dagster command" in err for _, _, err in results) == 1
-    assert sum("everything was up to date" in out for _, out, _ in results) == 1
+    assert sum("nothing was requested" in out for _, out, _ in results) == 1
     # --no-wait exits at once with the holder named.
     from lo2_dagster.lock import exclusive
 

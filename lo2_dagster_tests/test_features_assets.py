@@ -27,8 +27,8 @@ from lo2_dagster.defs.runs import RUNS
 from lo2_dagster.lib import templates as drain
 from lo2_dagster.lib.enhance import EVENTS_ENHANCED_SCHEMA, SEQUENCES_ENHANCED_SCHEMA
 from lo2_dagster.lib.masking import MAX_FEATURE_CHARS
-from lo2_dagster.versions import FRESH, STALE, stale_status
 from lo2_dagster_tests.conftest import EXCERPT, RUN, line
+from lo2_dagster_tests.staleness import FRESH, STALE, stale_status
 
 RUN_B = "light-oauth2-data-1719610000"
 ERROR_CASE = "access_token_client_secret_wrong_401"

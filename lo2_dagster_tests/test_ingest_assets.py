@@ -11,8 +11,8 @@ from lo2_dagster.defs.ingest.assets import _line_accounting_check
 from lo2_dagster.defs.keys import LINE_ACCOUNTING_CHECK, RAW_EVENTS, RAW_SEQUENCES
 from lo2_dagster.defs.runs import RUNS
 from lo2_dagster.lib import loader
-from lo2_dagster.versions import FRESH, STALE, stale_status
 from lo2_dagster_tests.conftest import EXCERPT, RUN, line
+from lo2_dagster_tests.staleness import FRESH, STALE, stale_status
 
 RUN_B = "light-oauth2-data-1719610000"
 ERROR_CASE = "access_token_client_secret_wrong_401"

@@ -12,7 +12,7 @@ import polars as pl
 
 from lo2_dagster import settings
 from lo2_dagster.defs.runs import RUNS
-from lo2_dagster.pipeline import materialize_all, plan_stages
+from lo2_dagster.pipeline import materialize_all
 from lo2_dagster.synth import SynthConfig, generate
 
 CLI = str(Path(sys.executable).parent / "lo2-dagster")
@@ -41,10 +41,11 @@ def test_synth_then_run_end_to_end(tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     assert "light-oauth2-data-1900000000 has no test-case folders" in result.stdout
     assert "not runs (no log files in them): pre_run_results" in result.stdout
-    # 3 x raw, templates, 2 x enhanced (the bad run is skipped), exports + training set +
-    # model, 2 x predictions
-    assert "3 runs, 9 Dagster runs, 1 failed" in result.stdout
-    assert "skip light-oauth2-data-1900000000: an earlier stage failed for it" in result.stdout
+    # As the automation conditions request them: 3 x raw events, 2 x the rest of raw, the
+    # templates, 2 x enhanced (the bad run's inputs are missing), the model, 2 x predictions,
+    # exports + training set + report.
+    assert "3 runs, 12 Dagster runs, 1 failed" in result.stdout
+    assert "missing for light-oauth2-data-1900000000, not requested" in result.stdout
     for run in runs:
         events = pl.read_parquet(warehouse / "lo2" / "raw_events" / f"{run}.parquet")
         seqs = pl.read_parquet(warehouse / "lo2" / "raw_sequences" / f"{run}.parquet")
@@ -74,7 +75,7 @@ def test_synth_then_run_end_to_end(tmp_path):
                 *runs, "light-oauth2-data-1900000000"}
             done = instance.get_materialized_partitions(dg.AssetKey(["lo2", "raw_sequences"]))
             assert done == set(runs)
-            assert len(instance.get_run_records()) == 9
+            assert len(instance.get_run_records()) == 12
     finally:
         if saved is None:
             os.environ.pop("DAGSTER_HOME")
@@ -87,14 +88,15 @@ def test_synth_then_run_end_to_end(tmp_path):
     again = cli("run", "--root", str(data), "--warehouse", str(warehouse), "--runs", *runs,
                 env=env)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "2 runs, 0 Dagster runs, 0 failed (everything was up to date" in again.stdout
+    assert "2 runs, 0 Dagster runs, 0 failed (nothing was requested" in again.stdout
     assert "source files unchanged since last observed" in again.stdout
-    assert "[lo2/raw_events, lo2/message_counts, lo2/raw_sequences]: up to date for 2 of 2" \
-        in again.stdout
+    assert "[lo2/raw_events, lo2/message_counts, lo2/raw_sequences, lo2/events_enhanced, " \
+        "lo2/sequences_enhanced, lo2/predictions, lo2/explanations, lo2/score_drift]: up to " \
+        "date for 2 of 2" in again.stdout
     assert {p: p.stat().st_mtime_ns for p in files} == written
 
     # One log file of the first run changes: that run's chain is rewritten, the other run's
-    # files are not; with --runs the templates and the model are kept even though stale.
+    # files are not; the templates, exports and model are kept until the retrain cron.
     log = data / "logs" / runs[0] / "correct" / "light-oauth2-oauth2-token-1.log"
     log.write_text(log.read_text() + "2024-06-28 16:59:59.999 [XNIO-1 task-2]  abc DEBUG "
                    "c.n.o.t.h.Oauth2TokenPostHandler handleRequest - an extra line\n")
@@ -112,7 +114,7 @@ def test_synth_then_run_end_to_end(tmp_path):
         "raw_events", "raw_sequences", "message_counts", "events_enhanced",
         "sequences_enhanced", "predictions", "explanations", "score_drift"}
     assert warehouse / "lo2" / "training_set.parquet" in rewritten
-    assert "lo2/enhanced_exports is stale: lo2/events_enhanced" in changed.stdout
+    assert "keep lo2/enhanced_exports (already materialized" in changed.stdout
 
     # --force rewrites everything, the model included (retrained on the same data: same bytes).
     forced = cli("run", "--root", str(data), "--warehouse", str(warehouse), "--force", env=env)
@@ -129,8 +131,11 @@ def test_run_without_runs_says_what_to_do(tmp_path):
     assert "no run folders under" in result.stderr and "lo2-dagster synth" in result.stderr
 
 
-def test_stages_alternate_per_run_and_whole_dataset():
-    runs = dg.DynamicPartitionsDefinition(name="r")
+def test_requests_run_in_dependency_order_per_run_and_whole_dataset(tmp_path):
+    """What is requested at once runs upstream first: per run, what does not wait for an asset
+    over every run shares one Dagster run; the assets over every run run between, each as
+    soon as what it reads is done."""
+    runs = RUNS
 
     @dg.asset(partitions_def=runs)
     def a(): ...
@@ -150,14 +155,21 @@ def test_stages_alternate_per_run_and_whole_dataset():
     @dg.asset
     def standalone(): ...
 
-    graph = dg.Definitions(assets=[a, b, model, predictions, report, standalone]) \
-        .resolve_asset_graph()
-    stages = [(s.partitioned, {k.to_user_string() for k in s.keys}) for s in plan_stages(graph)]
-    assert stages == [
-        (True, {"a", "b"}),
-        (False, {"model", "standalone"}),
-        (True, {"predictions"}),
-        (False, {"report"}),
+    definitions = dg.Definitions(
+        assets=[a, b, model, predictions, report, standalone],
+        resources={"io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path))})
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(RUNS.name, ["r1", "r2"])
+        outcomes = materialize_all(definitions, instance, ["r1", "r2"], report=lambda _: None,
+                                   force=True)
+    assert [(o.partition, {k.to_user_string() for k in o.keys}) for o in outcomes] == [
+        ("r1", {"a", "b"}),
+        ("r2", {"a", "b"}),
+        (None, {"standalone"}),
+        (None, {"model"}),
+        ("r1", {"predictions"}),
+        ("r2", {"predictions"}),
+        (None, {"report"}),
     ]
 
 
@@ -197,8 +209,10 @@ def test_a_failed_whole_dataset_stage_stops_what_follows(tmp_path):
     lines: list[str] = []
     with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(RUNS.name, ["good", "bad"])
-        outcomes = materialize_all(definitions, instance, ["good", "bad"], report=lines.append)
-    assert [(o.partition, o.success) for o in outcomes] == [
-        ("good", True), ("bad", False), (None, False)]
-    assert "bad run" in outcomes[1].error and "model failed" in outcomes[2].error
-    assert lines[-1] == "skip after: whole failed"
+        outcomes = materialize_all(definitions, instance, ["good", "bad"], report=lines.append,
+                                   force=True)
+    assert [(o.partition, o.success) for o in outcomes] == [  # runs in name order
+        ("bad", False), ("good", True), (None, False)]
+    assert "bad run" in outcomes[0].error and "model failed" in outcomes[2].error
+    assert "  skip after[good]: whole failed" in lines
+    assert "  skip after[bad]: whole failed" in lines

@@ -17,11 +17,16 @@ from lo2_dagster.defs.keys import (
     SEQUENCES_ENHANCED,
     TRAINING_SET,
 )
-from lo2_dagster.defs.model.assets import training_set_is_current
 from lo2_dagster.defs.resources import FpAllowlistFile, Lo2Root
 from lo2_dagster.defs.runs import RUNS, _combined_check, _combined_version
-from lo2_dagster.versions import FRESH, STALE, describe, stale_status
 from lo2_dagster_tests.conftest import line
+from lo2_dagster_tests.staleness import (
+    FRESH,
+    STALE,
+    describe,
+    stale_status,
+    training_set_is_current,
+)
 
 # The run tags of a partition-range run, as a backfill launches it (Dagster's documented tags).
 ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"

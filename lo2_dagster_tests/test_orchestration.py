@@ -26,7 +26,7 @@ from lo2_dagster.defs.resources import FpAllowlistFile, Lo2Root
 from lo2_dagster.defs.runs import RUNS
 from lo2_dagster.pipeline import materialize_all
 from lo2_dagster.synth import SynthConfig, generate
-from lo2_dagster.versions import FRESH, STALE, describe, stale_status
+from lo2_dagster_tests.staleness import FRESH, STALE, describe, stale_status
 
 EXTRA_LINE = ("2024-06-28 16:59:59.999 [XNIO-1 task-2]  abc DEBUG "
               "c.n.o.t.h.Oauth2TokenPostHandler handleRequest - an extra line\n")
@@ -113,12 +113,16 @@ def test_one_changed_file_makes_only_that_runs_chain_stale(world):
     assert "lo2/drain_templates" in world.not_fresh()
     assert not world.not_fresh() & chain(other)  # the other runs stay fresh
 
-    # The main job brings the rest up to date: this run's chain and what reads every run.
-    outcomes = materialize_all(world.defs, world.instance, world.runs, report=lambda _: None)
+    # `lo2-dagster run --retrain` brings the rest up to date: this run's chain and what reads
+    # every run (which, without --retrain, waits for the retrain cron).
+    outcomes = materialize_all(world.defs, world.instance, world.runs, report=lambda _: None,
+                               retrain=True)
     assert all(o.success for o in outcomes)
     touched = {(k.to_user_string(), o.partition) for o in outcomes for k in o.keys}
     assert {p for _, p in touched if p} == {run}
-    assert world.not_fresh() == set()
+    # The model retrained to the same bytes (same data version), so its report, which follows
+    # the model only (on_new_model), is not redrawn for one changed run.
+    assert world.not_fresh() == {"lo2/model_report"}
 
 
 def test_a_code_version_bump_makes_dependents_stale_with_a_code_cause(world):
@@ -220,7 +224,7 @@ def test_retraining_follows_the_cron_not_new_runs(world):
     assert "lo2/anomaly_model" in requested(after)
 
 
-def test_the_catch_up_schedule_requests_runs_with_stale_assets(world):
+def test_the_catch_up_schedule_requests_what_the_conditions_request(world):
     schedule = world.defs.resolve_schedule_def(CATCH_UP_SCHEDULE)
     repo = world.defs.get_repository_def()
     hour = dt.datetime(2026, 11, 22, 10, tzinfo=dt.UTC)
@@ -238,4 +242,36 @@ def test_the_catch_up_schedule_requests_runs_with_stale_assets(world):
         [request] = list(schedule(context))
     assert request.partition_key == world.runs[2]
     assert request.run_key == f"catch-up:{world.runs[2]}:{hour.isoformat()}"
-    assert schedule.job_name == "lo2_ingest"
+    # What the automation conditions request, as the automation sensor would: its raw events.
+    assert request.asset_selection == [RAW_EVENTS]
+
+
+def test_the_run_command_adds_code_changes_and_retrains_on_request(world):
+    """`lo2-dagster run` is the automation conditions plus two things it names: what a code
+    change touches (the automation leaves that to the user) and, with --retrain, what the
+    retrain cron would retrain."""
+    said: list[str] = []
+    bumped = world.defs.map_asset_specs(func=lambda spec: spec.replace_attributes(
+        code_version="2") if spec.key == RAW_SEQUENCES else spec)
+    outcomes = materialize_all(bumped, world.instance, world.runs, report=said.append)
+    assert all(o.success for o in outcomes)
+    touched = {(k, o.partition) for o in outcomes for k in o.keys}
+    assert {(RAW_SEQUENCES, run) for run in world.runs} <= touched
+    assert f"[automation]: lo2/raw_sequences for {', '.join(world.runs)} (its code version " \
+        "changed)" in said
+    assert DRAIN_TEMPLATES not in {k for k, _ in touched}  # kept until the cron
+    assert any(line.startswith("keep lo2/anomaly_model (already materialized; its inputs "
+                               "changed") for line in said), said
+
+    said.clear()
+    outcomes = materialize_all(world.defs, world.instance, world.runs, report=said.append,
+                               retrain=True)
+    assert all(o.success for o in outcomes)
+    touched = {k.to_user_string() for o in outcomes for k in o.keys if o.partition is None}
+    assert {"lo2/drain_templates", "lo2/enhanced_exports", "lo2/anomaly_model"} <= touched
+    assert "[retrain]: lo2/drain_templates, as at a tick of the retrain cron" in said
+
+    # Nothing changed since: nothing runs, and it says why.
+    said.clear()
+    assert materialize_all(world.defs, world.instance, world.runs, report=said.append) == []
+    assert any("up to date for 3 of 3" in line for line in said), said

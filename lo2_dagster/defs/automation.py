@@ -23,6 +23,9 @@ AUTOMATION_SENSOR = "lo2_automation"
 
 AC = dg.AutomationCondition
 
+#: The label every retraining condition starts with (``on_retrain_cron...``).
+RETRAIN_LABEL = "on_retrain_cron"
+
 
 def automation_status() -> dg.DefaultSensorStatus:
     """The automation sensor runs by default; ``LO2_AUTOMATION=off`` starts it stopped (e.g. to
@@ -61,7 +64,7 @@ def on_any_run_changed() -> dg.AutomationCondition:
 def on_retrain_cron() -> dg.AutomationCondition:
     """Whole-dataset training (templates, exports): at each tick of the retrain cron, or when
     missing once its inputs were written (the first runs of a new deployment)."""
-    return _retrain(f"on_retrain_cron({retrain_cron()})")
+    return _retrain(f"{RETRAIN_LABEL}({retrain_cron()})")
 
 
 def on_retrain_cron_or_new_templates() -> dg.AutomationCondition:
@@ -70,7 +73,7 @@ def on_retrain_cron_or_new_templates() -> dg.AutomationCondition:
     reads is running or about to run."""
     templates_changed = AC.any_deps_match(AC.data_version_changed()).allow(
         dg.AssetSelection.assets(DRAIN_TEMPLATES))
-    return _retrain(f"on_retrain_cron({retrain_cron()})_or_new_templates", templates_changed)
+    return _retrain(f"{RETRAIN_LABEL}({retrain_cron()})_or_new_templates", templates_changed)
 
 
 def on_new_model() -> dg.AutomationCondition:
@@ -83,6 +86,12 @@ def on_new_model() -> dg.AutomationCondition:
         & ~AC.any_deps_match(AC.missing() | AC.will_be_requested()).allow(model)
         & _waits()
     ).with_label("on_new_model")
+
+
+def retrains_on_cron(condition: dg.AutomationCondition | None) -> bool:
+    """Whether ``condition`` is one of the retraining conditions above (what the retrain cron
+    triggers: ``lo2-dagster run --retrain`` runs these as at a tick)."""
+    return condition is not None and (condition.get_label() or "").startswith(RETRAIN_LABEL)
 
 
 def _retrain(label: str, *triggers: dg.AutomationCondition) -> dg.AutomationCondition:

@@ -7,8 +7,8 @@
   ``lo2_training``).
 - ``lo2_rescore`` (per run): predictions, explanations and drift, e.g. over every run after a
   retrain.
-- ``lo2_catch_up`` schedule: requests the ingest job for each run partition with a missing or
-  stale per-run asset; the alternative to the automation sensor (stopped by default).
+- ``lo2_catch_up`` schedule: what the automation conditions request since its last tick (its
+  own cursor), as runs; the alternative to the automation sensor (stopped by default).
 """
 
 import dagster as dg
@@ -29,7 +29,7 @@ from lo2_dagster.defs.keys import (
     TRAINING_SET,
 )
 from lo2_dagster.defs.runs import RUNS
-from lo2_dagster.versions import FRESH, stale_status
+from lo2_dagster.versions import load_cursor, save_cursor
 
 INGEST_JOB = "lo2_ingest"
 TRAINING_JOB = "lo2_training"
@@ -67,34 +67,41 @@ rescore_job = dg.define_asset_job(
 )
 
 
-def runs_to_catch_up(instance: dg.DagsterInstance, graph: object,
-                     runs: list[str]) -> dict[str, list[str]]:
-    """Run partitions with a missing or stale per-run asset, with what is missing or stale
-    (``graph``: the repository's asset graph)."""
-    targets = [(key, run) for run in runs for key in PER_RUN]
-    todo: dict[str, list[str]] = {}
-    for (key, run), (status, _) in stale_status(instance, graph, targets).items():
-        if status != FRESH:
-            todo.setdefault(run, []).append(f"{key.to_user_string()} {status.lower()}")
-    return todo
+#: Where the catch-up schedule keeps its automation cursor in the instance's storage.
+CATCH_UP_CURSOR = "lo2_dagster/catch_up_automation_cursor"
 
 
 @dg.schedule(
     name=CATCH_UP_SCHEDULE,
-    job=ingest_job,
+    target=dg.AssetSelection.all(),
     cron_schedule=settings.catch_up_cron(),
     default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Hourly ($LO2_CATCH_UP_CRON): one ingest run per run partition that has a "
-                "missing or stale per-run asset. For deployments that keep the automation "
-                "sensor off; with it on, there is nothing to catch up.",
+    description="Hourly ($LO2_CATCH_UP_CRON): what the assets' automation conditions request "
+                "since its last tick, one run per run partition (and one for the assets over "
+                "every run). For deployments that keep the automation sensor off; with it on, "
+                "there is nothing to catch up.",
 )
 def lo2_catch_up(context: dg.ScheduleEvaluationContext):
-    runs = context.instance.get_dynamic_partitions(RUNS.name)
-    todo = runs_to_catch_up(context.instance, context.repository_def.asset_graph, runs)
-    if not todo:
+    from lo2_dagster.definitions import defs  # the code location this schedule belongs to
+
+    definitions = defs()
+    graph = definitions.resolve_asset_graph()
+    result = dg.evaluate_automation_conditions(
+        defs=definitions, instance=context.instance,
+        cursor=load_cursor(context.instance, CATCH_UP_CURSOR),
+        evaluation_time=context.scheduled_execution_time)
+    save_cursor(context.instance, CATCH_UP_CURSOR, result.cursor)
+    by_partition: dict[str | None, list[dg.AssetKey]] = {}
+    for key in graph.toposorted_asset_keys:
+        for partition in sorted(result.get_requested_partitions(key), key=str):
+            by_partition.setdefault(partition, []).append(key)
+    if not by_partition:
+        runs = context.instance.get_dynamic_partitions(RUNS.name)
         yield dg.SkipReason(f"All {len(runs)} run partitions are up to date.")
         return
     tick = context.scheduled_execution_time.isoformat()
-    for run, reasons in todo.items():
-        context.log.info(f"{run}: {', '.join(reasons)}")
-        yield dg.RunRequest(partition_key=run, run_key=f"catch-up:{run}:{tick}")
+    for partition, keys in sorted(by_partition.items(), key=lambda i: (i[0] is None, str(i[0]))):
+        context.log.info(f"{partition or 'all runs'}: "
+                         f"{', '.join(k.to_user_string() for k in keys)}")
+        yield dg.RunRequest(partition_key=partition, asset_selection=keys,
+                            run_key=f"catch-up:{partition or 'all-runs'}:{tick}")

@@ -41,5 +41,5 @@ def current_templates(context: dg.AssetExecutionContext,
             f"{len(outdated)} partitions were built with other Drain templates than the current "
             f"ones (template ids differ), e.g. {', '.join(outdated[:5])}. Re-materialize "
             "lo2/events_enhanced and lo2/sequences_enhanced for those runs (they show as stale), "
-            "or run `lo2-dagster run` without --runs."))
+            "or run `lo2-dagster run` (it rebuilds what the new templates change)."))
     return want

@@ -3,6 +3,7 @@ folder (and allowlist) is recorded as an observation whose data version is a che
 of its files. Raw events depend on those observations, so a changed run shows as stale and the
 automation re-reads it; what it rewrites downstream depends on whether the content changed."""
 
+import hashlib
 import json
 from collections.abc import Callable
 
@@ -21,19 +22,23 @@ SENSOR_NAME = "lo2_source_files"
 def run_observations(root: Lo2Root, runs: list[str],
                      known: dict[str, str]) -> tuple[list[dg.AssetObservation], dict[str, str]]:
     """Observations of the runs whose signature differs from ``known`` (run -> signature), and
-    every run's current signature. Runs that cannot be read are left out (raw events name the
-    problem when they read them)."""
+    every run's current signature. A run that cannot be read is observed too, with the problem
+    as its signature: the automation then runs its raw events, which fail naming the problem
+    and the fix (and run again once the folder changes)."""
     observations, signatures = [], {}
     for run in runs:
         try:
             signature = root.signature(run)
-        except (LayoutError, OSError):
-            continue
+            metadata = run_folder_metadata(root, run)
+        except (LayoutError, OSError) as e:
+            problem = str(e)
+            signature = "unreadable-" + hashlib.sha256(problem.encode()).hexdigest()[:16]
+            metadata = {"problem": dg.MetadataValue.text(problem)}
         signatures[run] = signature
         if known.get(run) != signature:
             observations.append(dg.AssetObservation(
                 asset_key=RUN_LOGS, partition=run, tags={DATA_VERSION_TAG: signature},
-                metadata=run_folder_metadata(root, run)))
+                metadata=metadata))
     return observations, signatures
 
 

@@ -134,16 +134,6 @@ def _training_set(instance: dg.DagsterInstance) -> dict[str, str]:
                                    instance.get_dynamic_partitions(RUNS.name))
 
 
-def training_set_is_current(instance: dg.DagsterInstance) -> bool:
-    """Whether lo2/training_set's fingerprint is that of the runs as they are now (what Dagster's
-    staleness cannot tell once there are 100 runs or more)."""
-    event = instance.get_latest_materialization_event(TRAINING_SET)
-    if event is None or event.asset_materialization is None:
-        return False
-    recorded = event.asset_materialization.tags.get("dagster/data_version")
-    return recorded == fingerprint_of(_training_set(instance))
-
-
 @dg.asset(
     key=ANOMALY_MODEL,
     ins={"sequences": dg.AssetIn(SEQUENCES_ENHANCED, metadata=ALL_RUNS)},
