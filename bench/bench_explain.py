@@ -4,7 +4,7 @@
 
 Builds (once, cached under bench/out/explain-<runs>x<token_lines>/) a dataset with the
 project's generator (``SynthConfig(seed=7)``, default size: the committed sample's 25 token
-lines) and materializes the whole asset graph on it with the main job's code path
+lines) and materializes the whole asset graph on it with `lo2-dagster run`'s code path
 (``pipeline.materialize_all``, a Dagster instance in the cache folder).
 
 Then, each in a fresh child process:

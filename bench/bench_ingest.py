@@ -5,7 +5,7 @@
 Generates (once, cached under bench/out/) a dataset of N runs x 54 test cases x 7 services,
 then measures:
   1. the loader alone (lib): lines/s and peak RSS of a fresh process per run;
-  2. the whole headless main job (`lo2-dagster run`: raw_events + raw_sequences through
+  2. the whole pipeline headless (`lo2-dagster run`: raw_events + raw_sequences through
      Dagster, Parquet writes included) in a fresh process: wall time and peak RSS.
 """
 

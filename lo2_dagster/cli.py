@@ -173,7 +173,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_locked(args: argparse.Namespace, root: Path, runs: list[str], warehouse: str) -> int:
-    """The main job, once this process alone uses DAGSTER_HOME and the warehouse."""
+    """`lo2-dagster run`, once this process alone uses DAGSTER_HOME and the warehouse."""
     home = settings.prepare_dagster_home()
     import dagster as dg
 

@@ -89,14 +89,26 @@ class PolarsParquetIOManager(dg.UPathIOManager):
         return base_path / validate_run_key(partition)
 
     def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
-        if not isinstance(obj, pl.DataFrame | pl.LazyFrame | Batches):
-            raise TypeError(
-                f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; the "
-                "warehouse IO manager stores polars DataFrames, LazyFrames or Batches only."
-            )
-        rows = write_parquet(path, obj)
+        rows = self._write(context.asset_key, obj, path)
         if isinstance(obj, Batches):  # only known once written
             context.add_output_metadata({"dagster/row_count": rows})
+
+    def write(self, key: dg.AssetKey, partition: str | None, obj: Any) -> tuple[UPath, int | None]:
+        """Store ``obj`` as the asset (partition), where and as this IO manager reads it back:
+        how per-run assets write each run of a batch, one run in memory at a time. Returns the
+        path and the rows written (None for a LazyFrame, whose rows are not counted)."""
+        path = self.path_for(key, partition)
+        rows = self._write(key, obj, path)
+        return path, len(obj) if rows is None and isinstance(obj, pl.DataFrame) else rows
+
+    def _write(self, key: dg.AssetKey, obj: Any, path: UPath) -> int | None:
+        """The one writer of this IO manager's files: Parquet, atomically (``write_parquet``)."""
+        if not isinstance(obj, pl.DataFrame | pl.LazyFrame | Batches):
+            raise TypeError(
+                f"{key.to_user_string()} returned {type(obj).__name__}; the warehouse IO "
+                "manager stores polars DataFrames, LazyFrames or Batches only."
+            )
+        return write_parquet(path, obj)
 
     def path_for(self, key: dg.AssetKey, partition: str | None = None) -> UPath:
         """Where the asset (partition) is stored: for checks that read what was written."""
@@ -469,9 +481,14 @@ class Warehouse(dg.ConfigurableResource):
     def base(self) -> UPath:
         return UPath(settings.warehouse_root(self.root))
 
+    def store(self) -> PolarsParquetIOManager:
+        """The warehouse IO manager: it names, writes and reads every Parquet asset, per-run
+        batches included."""
+        return PolarsParquetIOManager(base_path=self.base())
+
     def path_for(self, key: dg.AssetKey, partition: str | None = None) -> UPath:
         """The Parquet file of an asset (partition), as the warehouse IO manager names it."""
-        return PolarsParquetIOManager(base_path=self.base()).path_for(key, partition)
+        return self.store().path_for(key, partition)
 
     def folder_for(self, key: dg.AssetKey) -> UPath:
         """The folder of an asset stored as several files (the templates, the model)."""
@@ -488,7 +505,7 @@ class WarehouseIOManager(dg.ConfigurableIOManagerFactory):
     warehouse: dg.ResourceDependency[Warehouse]
 
     def create_io_manager(self, context: dg.InitResourceContext) -> PolarsParquetIOManager:
-        return PolarsParquetIOManager(base_path=self.warehouse.base())
+        return self.warehouse.store()
 
 
 class ModelStore(dg.ConfigurableIOManagerFactory):

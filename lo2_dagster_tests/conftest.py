@@ -59,7 +59,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, P
 def build_warehouse(base: Path, runs: int, seed: int, instance: Any,
                     monkeypatch: pytest.MonkeyPatch, **config: Any) -> list[str]:
     """Generate ``runs`` small runs under ``base/lo2`` (``config``: more SynthConfig fields)
-    and materialize the whole asset graph into ``base/warehouse`` with the main job's code
+    and materialize the whole asset graph into ``base/warehouse`` with `lo2-dagster run`'s code
     path, on ``instance``. ``LO2_ROOT`` and ``LO2_WAREHOUSE`` point there (through
     ``monkeypatch``). Returns the run names."""
     from lo2_dagster import settings

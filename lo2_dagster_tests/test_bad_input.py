@@ -1,4 +1,4 @@
-"""Bad input through the real pipeline (real files, a real instance, the main job's code path):
+"""Bad input through the real pipeline (real files, a real instance, `lo2-dagster run`'s code path):
 odd files are read and warned about by name, a run of empty files or a deleted run folder
 never blocks the model, damaged warehouse files are found and rebuilt, and a warehouse that
 cannot be written fails in one line that names the path, the cause and the fix."""
@@ -164,7 +164,7 @@ def test_damaged_warehouse_files_are_found_before_use_and_rebuilt(built_copy):
         message = failure_summary(result)
         assert not result.success and named in message and "lo2-dagster run" in message, message
 
-    # The main job finds them although Dagster thinks everything is up to date, and rebuilds.
+    # `lo2-dagster run` finds them although Dagster thinks everything is up to date, and rebuilds.
     outcomes, said = run_all(instance, runs)
     assert all(o.success for o in outcomes), [o.error for o in outcomes]
     report = "\n".join(said)

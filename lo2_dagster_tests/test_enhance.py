@@ -33,7 +33,8 @@ SEED_SEQUENCES = (
     "e_words (list<string>), e_words_len (uint32), e_trigrams (list<string>), "
     "e_trigrams_len (uint32)"
 )
-# What downstream needs beyond the seed (issue 3): where a sequence comes from, its Drain ids.
+# What downstream needs beyond the contract (docs/schemas.md): where a sequence comes from,
+# its Drain ids.
 SEQUENCE_EXTRAS = "run (string), test_case (string), service (string), " \
                   "e_event_drain_id (list<string>)"
 
@@ -43,7 +44,8 @@ def seed_columns(text: str) -> list[tuple[str, str]]:
 
 
 def arrow_names(path: Path) -> list[tuple[str, str]]:
-    """The file's columns in the seed's type vocabulary (Arrow's large_* are the same types)."""
+    """The file's columns in the contract's type vocabulary (docs/schemas.md; Arrow's large_*
+    are the same types)."""
     def name(t: pa.DataType) -> str:
         if pa.types.is_large_list(t) or pa.types.is_list(t):
             return f"list<{name(t.value_type)}>"

@@ -1,5 +1,5 @@
-"""The headless main job end to end (`lo2-dagster synth` + `lo2-dagster run` as a user types
-them), its stage planning, and the committed sample."""
+"""`lo2-dagster run`, the README's main command, end to end (`lo2-dagster synth` + `lo2-dagster
+run` as a user types them), the order it runs requests in, and the committed sample."""
 
 import hashlib
 import os

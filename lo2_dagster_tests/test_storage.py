@@ -178,3 +178,20 @@ def test_a_warehouse_that_is_a_file_is_said_in_one_line(tmp_path):
         f"Cannot write the warehouse {tmp_path / 'file'}: it is a file, not a folder. Fix: "
         "point --warehouse (LO2_WAREHOUSE) at a folder")
     assert unwritable(str(tmp_path / "new" / "folder")) is None
+
+
+def test_per_run_writes_and_reads_have_one_owner(tmp_path):
+    """A per-run asset's batch writes each run through the warehouse IO manager (``store()``):
+    the file lands where the IO manager's own outputs land and where its inputs read."""
+    warehouse = Warehouse(root=str(tmp_path))
+    store = warehouse.store()
+    key = dg.AssetKey(["lo2", "thing"])
+    path, rows = store.write(key, RUN, FRAME)
+    assert (path, rows) == (tmp_path / "lo2" / "thing" / f"{RUN}.parquet", 2)
+    assert path == warehouse.path_for(key, RUN)
+    _, lazy_rows = store.write(key, RUN, FRAME.lazy())
+    assert lazy_rows is None  # a LazyFrame is streamed, not counted
+    _materialize(str(tmp_path), [RUN])  # the IO manager's own write of the same partition
+    assert pl.read_parquet(path).columns == [*FRAME.columns, "run"]
+    with pytest.raises(TypeError, match="lo2/thing returned dict"):
+        store.write(key, RUN, {"not": "a frame"})

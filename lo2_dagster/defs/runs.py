@@ -14,7 +14,7 @@ from lo2_dagster.defs.automation import on_new_or_changed_data
 from lo2_dagster.defs.keys import OWNERS
 from lo2_dagster.lib.names import InvalidRunKey, validate_run_key
 from lo2_dagster.meta import bullet_list
-from lo2_dagster.storage import Batches, Warehouse, write_parquet
+from lo2_dagster.storage import Batches, Warehouse
 from lo2_dagster.versions import fingerprint_of
 
 RUNS = dg.DynamicPartitionsDefinition(name="lo2_runs")
@@ -67,8 +67,9 @@ def materialize_runs(
     compute: Callable[[str], RunPart],
 ) -> Iterator[dg.MaterializeResult]:
     """Materialize the runs of this Dagster run (one partition, or a batch from a backfill) one
-    after the other: compute a run, write its file, record its metadata, check it, then the next,
-    so a batch never holds more than one run in memory.
+    after the other: compute a run, write its file (through the warehouse IO manager, which
+    reads it back downstream), record its metadata, check it, then the next, so a batch never
+    holds more than one run in memory.
 
     Dagster records one data version per asset and step, so the runs of a batch share one: a
     hash of their own versions (a single run keeps its own). A check is evaluated per run; in a
@@ -77,6 +78,7 @@ def materialize_runs(
     Dagster records only when the batch succeeds).
     """
     key = context.asset_key
+    store = warehouse.store()  # the IO manager that reads these files back
     runs = [validated(run) for run in context.partition_keys]
     versions: dict[str, str | None] = {}
     checks: dict[str, dict[str, dg.AssetCheckResult]] = {}
@@ -89,10 +91,7 @@ def materialize_runs(
             if len(runs) == 1 or run in (e.description or ""):
                 raise
             raise dg.Failure(description=f"{run}: {e.description}", metadata=e.metadata) from e
-        path = warehouse.path_for(key, run)
-        rows = write_parquet(path, part.value)
-        if rows is None and isinstance(part.value, pl.DataFrame):
-            rows = len(part.value)
+        path, rows = store.write(key, run, part.value)
         metadata = {**part.metadata, "path": dg.MetadataValue.path(str(path))}
         if rows is not None:
             metadata["dagster/row_count"] = rows

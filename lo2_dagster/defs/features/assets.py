@@ -33,7 +33,6 @@ from lo2_dagster.defs.runs import (
     materialize_runs,
     per_run_asset,
 )
-from lo2_dagster.lib import templates as drain
 from lo2_dagster.lib.enhance import (
     ENHANCER_VERSION,
     EVENTS_ENHANCED_SCHEMA,
@@ -42,6 +41,16 @@ from lo2_dagster.lib.enhance import (
 )
 from lo2_dagster.lib.enhanced_tables import allowlisted_sequences, enhance_events, sequence_tables
 from lo2_dagster.lib.masking import MAX_FEATURE_CHARS
+from lo2_dagster.lib.templates import KEY as MESSAGE_KEY
+from lo2_dagster.lib.templates import (
+    UNMATCHED,
+    DrainSettings,
+    Templates,
+    count_message_keys,
+    in_training_order,
+    merge_counts,
+)
+from lo2_dagster.lib.templates import train as train_templates
 from lo2_dagster.meta import bullet_list, column_schema, table
 from lo2_dagster.storage import Batches, Warehouse, parquet_facts, read_parquet
 
@@ -56,7 +65,7 @@ ENHANCED_EVENT_COLUMNS = {
                             "messages_cut_for_features).",
     "e_words": "Words of the normalized message (split on whitespace).",
     "e_trigrams": "Character 3-grams of the normalized message, in text order.",
-    "e_event_drain_id": f"Drain template id (e<N>); {drain.UNMATCHED} = matches no template.",
+    "e_event_drain_id": f"Drain template id (e<N>); {UNMATCHED} = matches no template.",
     "e_chars_len": "Characters of the whole message (continuation lines included).",
     "e_lines_len": "Lines of the event (1 + continuation lines).",
     "e_event_id_len": "1 (an event is one event; LogLead's convention).",
@@ -103,7 +112,7 @@ def _per_run_checks(key: dg.AssetKey, schema: str, rows: str) -> list[dg.AssetCh
         spec(ROWS_KEPT_CHECK, rows),
         spec(SEQ_ID_CHECK, "Every row has a seq_id."),
         spec(DRAIN_IDS_CHECK, "Every Drain id is a trained template or the reserved "
-                              f"{drain.UNMATCHED}.", blocking=False),
+                              f"{UNMATCHED}.", blocking=False),
     ]
 
 
@@ -122,7 +131,7 @@ def _per_run_checks(key: dg.AssetKey, schema: str, rows: str) -> list[dg.AssetCh
 def message_counts(context: dg.AssetExecutionContext, events: dict[str, pl.LazyFrame],
                    warehouse: Warehouse):
     def one_run(run: str) -> RunPart:
-        counts, cut = drain.count_message_keys(events[run].select(
+        counts, cut = count_message_keys(events[run].select(
             "m_message", "m_timestamp", "service", "level", "logger", "method"))
         lines_cut = int(cut["count"].sum())
         if lines_cut:
@@ -130,15 +139,15 @@ def message_counts(context: dg.AssetExecutionContext, events: dict[str, pl.LazyF
             _warn_cut(context, run, lines_cut, "line", f"the first {example['service']} line "
                       f"of {example['first_line_chars']:,} characters, at "
                       f"{example['first_seen']}")
-        context.log.info(f"{run}: {counts[drain.KEY].n_unique():,} distinct message keys in "
+        context.log.info(f"{run}: {counts[MESSAGE_KEY].n_unique():,} distinct message keys in "
                          f"{int(counts['count'].sum()):,} events")
         return RunPart(counts, {
             "events": int(counts["count"].sum()),
-            "distinct_message_keys": counts[drain.KEY].n_unique(),
+            "distinct_message_keys": counts[MESSAGE_KEY].n_unique(),
             "lines_cut_for_features": lines_cut,
             "max_feature_chars": MAX_FEATURE_CHARS,
-            "top_messages": table(counts.pipe(drain.in_training_order).head(20).select(
-                "service", drain.KEY, "count")),
+            "top_messages": table(counts.pipe(in_training_order).head(20).select(
+                "service", MESSAGE_KEY, "count")),
         })
 
     yield from materialize_runs(context, warehouse, one_run)
@@ -154,8 +163,8 @@ class DrainTemplatesConfig(dg.Config):
     max_children: int = 100
     extra_delimiters: list[str] = []  # noqa: RUF012
 
-    def settings(self) -> drain.DrainSettings:
-        return drain.DrainSettings(self.sim_th, self.depth, self.max_children,
+    def settings(self) -> DrainSettings:
+        return DrainSettings(self.sim_th, self.depth, self.max_children,
                                    tuple(self.extra_delimiters))
 
 
@@ -198,8 +207,8 @@ def drain_templates(
                                      "lo2/raw_events and lo2/message_counts for at least one run "
                                      "partition first.")
     started = time.perf_counter()
-    merged = drain.merge_counts({run: counts[run] for run in runs})
-    templates = drain.train(merged, config.settings())
+    merged = merge_counts({run: counts[run] for run in runs})
+    templates = train_templates(merged, config.settings())
     seconds = time.perf_counter() - started
     context.log.info(f"{len(templates.table)} templates from {len(merged):,} distinct messages "
                      f"({int(merged['count'].sum()):,} lines of {len(runs)} runs) in "
@@ -218,7 +227,7 @@ def drain_templates(
             "training_lines": int(merged["count"].sum()),
             "distinct_messages": len(merged),
             "unmatched_training_lines": templates.unmatched_in_training,
-            "reserved_id_for_unmatched": drain.UNMATCHED,
+            "reserved_id_for_unmatched": UNMATCHED,
             "drain_settings": dg.MetadataValue.json(dict(
                 sim_th=config.sim_th, depth=config.depth, max_children=config.max_children,
                 extra_delimiters=config.extra_delimiters)),
@@ -228,7 +237,7 @@ def drain_templates(
     )
 
 
-def template_quality_metadata(templates: drain.Templates) -> dict[str, object]:
+def template_quality_metadata(templates: Templates) -> dict[str, object]:
     """How well values were told from constants: what the templates' page shows first."""
     quality = templates.quality
     if quality is None:
@@ -267,7 +276,7 @@ def template_quality_metadata(templates: drain.Templates) -> dict[str, object]:
 def events_enhanced(
     context: dg.AssetExecutionContext,
     events: dict[str, pl.LazyFrame],
-    templates: drain.Templates,
+    templates: Templates,
     fp_allowlist: FpAllowlistFile,
     warehouse: Warehouse,
 ):
@@ -295,7 +304,7 @@ def events_enhanced(
                       f"{example['first_line_chars']:,} characters")
         if enhanced.unmatched_lines:
             context.log.warning(f"{run}: {enhanced.unmatched_lines:,} lines match no trained "
-                                f"template (id {drain.UNMATCHED}): retrain lo2/drain_templates "
+                                f"template (id {UNMATCHED}): retrain lo2/drain_templates "
                                 "to learn them.")
         context.log.info(f"{run}: {enhanced.rows:,} events, {len(vocabulary):,} distinct "
                          f"messages, {len(seen)} templates; streaming to Parquet")
@@ -357,7 +366,7 @@ def sequences_enhanced(
     context: dg.AssetExecutionContext,
     sequences: dict[str, pl.LazyFrame],
     events: dict[str, pl.LazyFrame],
-    templates: drain.Templates,
+    templates: Templates,
     fp_allowlist: FpAllowlistFile,
     warehouse: Warehouse,
 ):
@@ -427,7 +436,7 @@ def _check_written(
     run: str,
     path: UPath,
     expected: dict[str, pl.DataType],
-    templates: drain.Templates,
+    templates: Templates,
     rows_kept: Callable[[int, pl.DataFrame], tuple[bool, dict[str, int]]],
     started: float,
 ) -> Iterator[dg.AssetCheckResult]:
@@ -469,8 +478,8 @@ def _seq_id_check(key: dg.AssetKey, frame: pl.DataFrame) -> dg.AssetCheckResult:
 
 
 def _drain_ids_check(key: dg.AssetKey, ids: pl.Series,
-                     templates: drain.Templates) -> dg.AssetCheckResult:
-    known = templates.ids | {drain.UNMATCHED}
+                     templates: Templates) -> dg.AssetCheckResult:
+    known = templates.ids | {UNMATCHED}
     distinct = ids.drop_nulls().unique().to_list()
     unknown = sorted(set(distinct) - known)
     return dg.AssetCheckResult(
@@ -478,4 +487,4 @@ def _drain_ids_check(key: dg.AssetKey, ids: pl.Series,
         passed=not unknown and ids.null_count() == 0,
         metadata={"distinct_ids": len(distinct), "unknown_ids": bullet_list(unknown),
                   "null_ids": ids.null_count(),
-                  "unmatched_rows": int((ids == drain.UNMATCHED).sum())})
+                  "unmatched_rows": int((ids == UNMATCHED).sum())})

@@ -65,7 +65,7 @@ SEQUENCE_COLUMNS = {
     partitions_def=RUNS,
 )
 def run_logs(context: dg.AssetExecutionContext, lo2_root: Lo2Root):
-    """Observe one run folder (UI: Observe); the sensor and the main job observe many at once
+    """Observe one run folder (UI: Observe); the sensor and `lo2-dagster run` observe many at once
     with the same signature."""
     run = validated(context.partition_key)
     try:

@@ -63,7 +63,7 @@ def allowlist_observation(instance: dg.DagsterInstance, allowlist_file: FpAllowl
 def observe_sources(instance: dg.DagsterInstance, root: Lo2Root, allowlist_file: FpAllowlistFile,
                     runs: list[str], warn: Callable[[str], object] = print
                     ) -> list[dg.AssetObservation]:
-    """Record what changed in the source files since Dagster last observed them (the main job's
+    """Record what changed in the source files since Dagster last observed them (`lo2-dagster run`'s
     way; the sensor keeps the signatures in its cursor instead of querying)."""
     known = partition_data_versions(instance, RUN_LOGS, runs, observed=True)
     observations, _ = run_observations(root, runs, known)
