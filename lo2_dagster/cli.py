@@ -86,7 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ui.set_defaults(func=_ui)
 
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except settings.InstanceConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 def _export_locations(args: argparse.Namespace) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -177,10 +176,12 @@ def dagster_dev(tmp_path: Path, env: Mapping[str, str] | None = None) -> Iterato
     (and everything it started) afterwards."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copyfile(settings.REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    full_env = clean_env(home, env)
+    postgres = full_env.get(settings.ENV_POSTGRES_URL)
+    (home / "dagster.yaml").write_text((settings.REPO_ROOT / "dagster.yaml").read_text()
+                                       + (settings.POSTGRES_STORAGE if postgres else ""))
     port = free_port()
     log_path = tmp_path / "dagster-dev.log"
-    full_env = clean_env(home, env)
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [str(BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port)],

@@ -1,6 +1,6 @@
 """Every setting the environment gives, in one module: where things live (the LO2 root, the
-warehouse, DAGSTER_HOME, the allowlist) and how the orchestration runs (automation on or off,
-the retrain and catch-up crons, runs per backfill batch).
+warehouse, DAGSTER_HOME and its storage, the allowlist) and how the orchestration runs
+(automation on or off, the retrain and catch-up crons, runs per backfill batch).
 
 Nothing here runs at import time: the environment is read by the functions, when they are
 called. The locations are resolved when used, so a CLI flag that sets ``LO2_ROOT`` or
@@ -12,7 +12,6 @@ effect when the code location is (re)loaded.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 ENV_ROOT = "LO2_ROOT"
@@ -66,15 +65,61 @@ def dagster_home() -> Path:
     return Path(value).expanduser().resolve() if value else REPO_ROOT / ".dagster_home"
 
 
+ENV_POSTGRES_URL = "LO2_POSTGRES_URL"
+
+#: What a new DAGSTER_HOME's dagster.yaml gets when ``$LO2_POSTGRES_URL`` is set.
+POSTGRES_STORAGE = """
+# Written because $LO2_POSTGRES_URL was set: run, event-log and schedule storage in PostgreSQL
+# (dagster-postgres), at the URL that variable holds when Dagster starts.
+storage:
+  postgres:
+    postgres_url:
+      env: LO2_POSTGRES_URL
+"""
+
+
+class InstanceConfigError(ValueError):
+    """DAGSTER_HOME's dagster.yaml does not match the environment (say, SQLite storage while
+    ``$LO2_POSTGRES_URL`` is set)."""
+
+
+def postgres_url() -> str | None:
+    """``$LO2_POSTGRES_URL`` (e.g. ``postgresql://user:password@host:5432/dagster``): Dagster's
+    storage in PostgreSQL; unset: SQLite files under DAGSTER_HOME. A plain ``postgresql://``
+    URL names the driver dagster-postgres installs (``postgresql+psycopg2://``): SQLAlchemy
+    would otherwise look for psycopg 3."""
+    value = os.environ.get(ENV_POSTGRES_URL) or None
+    for plain in ("postgresql://", "postgres://"):
+        if value and value.startswith(plain):
+            return "postgresql+psycopg2://" + value[len(plain):]
+    return value
+
+
+def instance_config() -> str:
+    """The project's ``dagster.yaml``, with PostgreSQL storage when ``$LO2_POSTGRES_URL`` is
+    set."""
+    text = (REPO_ROOT / "dagster.yaml").read_text()
+    return text + POSTGRES_STORAGE if postgres_url() else text
+
+
 def prepare_dagster_home() -> Path:
-    """Create DAGSTER_HOME, give it the project's ``dagster.yaml`` if it has none, export it."""
+    """Create DAGSTER_HOME, give it the project's ``dagster.yaml`` if it has none (with
+    PostgreSQL storage when ``$LO2_POSTGRES_URL`` is set), export it. A home whose file keeps
+    SQLite storage while ``$LO2_POSTGRES_URL`` is set is refused with the fix, rather than
+    silently writing beside the shared instance."""
     home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    template = REPO_ROOT / "dagster.yaml"
-    if not config.exists() and template.exists() and template.resolve() != config.resolve():
-        shutil.copyfile(template, config)
+    if home != REPO_ROOT and not config.exists():
+        config.write_text(instance_config())
+    elif postgres_url() and config.exists() and "postgres" not in config.read_text():
+        raise InstanceConfigError(
+            f"${ENV_POSTGRES_URL} is set but {config} keeps Dagster's state in SQLite under "
+            f"{home}. Use a new DAGSTER_HOME (its dagster.yaml is then written for PostgreSQL), "
+            f"or add this to {config}:\n{POSTGRES_STORAGE}")
     os.environ["DAGSTER_HOME"] = str(home)
+    if postgres_url():  # with its driver named, for this process and `dagster dev`
+        os.environ[ENV_POSTGRES_URL] = postgres_url()  # type: ignore[assignment]
     return home
 
 

@@ -1,8 +1,10 @@
 """The code location as a reviewer sees it: graph snapshot, and the instance configuration."""
 
+import os
 import shutil
 
 import dagster as dg
+import pytest
 
 from lo2_dagster import settings
 from lo2_dagster.definitions import defs
@@ -134,6 +136,7 @@ def test_jobs_schedules_sensors_and_resources():
 def test_project_dagster_yaml_configures_the_instance(tmp_path, monkeypatch):
     home = tmp_path / "home"
     monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.delenv(settings.ENV_POSTGRES_URL, raising=False)
     assert settings.prepare_dagster_home() == home
     assert (home / "dagster.yaml").read_text() == (settings.REPO_ROOT / "dagster.yaml").read_text()
     with dg.DagsterInstance.get() as instance:
@@ -150,3 +153,20 @@ def test_project_dagster_yaml_configures_the_instance(tmp_path, monkeypatch):
     settings.prepare_dagster_home()
     assert (home / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
     shutil.rmtree(home)
+
+
+def test_postgres_is_asked_for_by_one_variable(tmp_path, monkeypatch):
+    """$LO2_POSTGRES_URL gives a new home PostgreSQL storage (with the driver named); the
+    server itself is exercised in test_postgres.py."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv(settings.ENV_POSTGRES_URL, "postgresql://u:p@db:5432/dagster")
+    assert settings.postgres_url() == "postgresql+psycopg2://u:p@db:5432/dagster"
+    home = settings.prepare_dagster_home()
+    config = (home / "dagster.yaml").read_text()
+    assert config.startswith((settings.REPO_ROOT / "dagster.yaml").read_text())
+    assert config.endswith(settings.POSTGRES_STORAGE)
+    assert os.environ[settings.ENV_POSTGRES_URL].startswith("postgresql+psycopg2://")
+    # A home that keeps SQLite state is refused while the variable is set.
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with pytest.raises(settings.InstanceConfigError, match="keeps Dagster's state in SQLite"):
+        settings.prepare_dagster_home()
