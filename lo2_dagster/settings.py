@@ -66,6 +66,10 @@ def dagster_home() -> Path:
 
 
 ENV_POSTGRES_URL = "LO2_POSTGRES_URL"
+#: The Celery broker and result backend of the job lo2_ingest_on_workers (read by Dagster when
+#: such a run starts, through the job's run config).
+ENV_CELERY_BROKER = "LO2_CELERY_BROKER"
+ENV_CELERY_BACKEND = "LO2_CELERY_BACKEND"
 
 #: What a new DAGSTER_HOME's dagster.yaml gets when ``$LO2_POSTGRES_URL`` is set.
 POSTGRES_STORAGE = """

@@ -10,7 +10,9 @@ into place, so a failed or retried write never leaves a half-written partition b
 
 import errno
 import functools
+import json
 import os
+import shutil
 import tempfile
 import typing
 from collections.abc import Iterable, Iterator, Sequence
@@ -245,10 +247,11 @@ def _is_local(path: UPath) -> bool:
 
 
 def _write_local_atomic(
-    obj: pl.DataFrame | pl.LazyFrame | Batches | bytes, target: str
+    obj: pl.DataFrame | pl.LazyFrame | Batches | bytes | UPath, target: str
 ) -> int | None:
-    """Write Parquet (or bytes) next to ``target`` under a temporary name, then rename it into
-    place. Returns the rows written when only the writing knows them (``Batches``)."""
+    """Write Parquet (or bytes, or a copy of the file ``obj`` names) next to ``target`` under a
+    temporary name, then rename it into place. Returns the rows written when only the writing
+    knows them (``Batches``)."""
     folder = os.path.dirname(target)
     tmp = None
     rows = None
@@ -261,6 +264,9 @@ def _write_local_atomic(
         if isinstance(obj, bytes):
             with open(tmp, "wb") as f:
                 f.write(obj)
+        elif isinstance(obj, UPath):
+            with obj.open("rb") as source, open(tmp, "wb") as f:
+                shutil.copyfileobj(source, f, 1 << 20)
         elif isinstance(obj, Batches):
             rows = obj.write(tmp)
         elif isinstance(obj, pl.LazyFrame):
@@ -335,37 +341,42 @@ def write_failure(error: BaseException, target: str) -> WarehouseWriteError | No
     return failure
 
 
-def concat_parquet(sources: Sequence[UPath], target: UPath, batch_rows: int,
-                   row_group_bytes: int = 64 << 20) -> int:
-    """Stream Parquet files with one schema into one file, reading ``batch_rows`` rows at a time
-    (never a whole file in memory) and writing row groups of about ``row_group_bytes``; atomic
-    when local. Returns the rows written."""
-    if not sources:
-        raise ValueError("nothing to concatenate")
-    with sources[0].open("rb") as f:
-        schema = pq.ParquetFile(f).schema_arrow
+#: What ``sync_files`` keeps beside the copies: each file's source version when it was copied.
+MANIFEST = "_versions.json"
 
-    def batches() -> Iterator[pa.Table]:
-        pending: list[pa.RecordBatch] = []
-        size = 0
-        for source in sources:
-            with source.open("rb") as f:
-                reader = pq.ParquetFile(f)
-                if reader.schema_arrow != schema:
-                    raise ValueError(
-                        f"{source} has schema {reader.schema_arrow}, unlike {sources[0]}: "
-                        "re-materialize the asset's partitions so that all files match.")
-                for batch in reader.iter_batches(batch_size=batch_rows):
-                    pending.append(batch)
-                    size += batch.nbytes
-                    if size >= row_group_bytes:
-                        yield pa.Table.from_batches(pending, schema=schema)
-                        pending, size = [], 0
-        if pending:
-            yield pa.Table.from_batches(pending, schema=schema)
 
-    return write_parquet(target, Batches(dict(pl.from_arrow(schema.empty_table()).schema),
-                                         batches())) or 0
+@dataclass(frozen=True)
+class Synced:
+    """What ``sync_files`` did: files copied, kept (their source unchanged) and removed."""
+
+    written: list[str]
+    kept: list[str]
+    removed: list[str]
+
+
+def sync_files(sources: dict[str, UPath], versions: dict[str, str], folder: UPath) -> Synced:
+    """Make ``folder`` hold ``<name>.parquet`` for each of ``sources`` (name -> file), copying
+    only the files whose version (``versions``, e.g. a partition's data version) differs from
+    the one recorded when they were last copied, or that are missing; files of names no longer
+    among ``sources`` are removed. One file at a time, streamed. The record (``MANIFEST``) is
+    written last: a copy interrupted half-way is redone next time."""
+    manifest = folder / MANIFEST
+    recorded: dict[str, str] = json.loads(manifest.read_text()) if manifest.exists() else {}
+    written, kept = [], []
+    for name in sorted(sources):
+        target = folder / f"{validate_run_key(name)}.parquet"
+        version = versions.get(name)
+        if version is not None and recorded.get(name) == version and target.exists():
+            kept.append(name)
+            continue
+        copy_file(sources[name], target)
+        written.append(name)
+    removed = sorted(set(recorded) - set(sources))
+    for name in removed:
+        (folder / f"{name}.parquet").unlink(missing_ok=True)
+    current = {name: versions[name] for name in sources if versions.get(name) is not None}
+    write_bytes(manifest, json.dumps(current, indent=1, sort_keys=True).encode())
+    return Synced(written, kept, removed)
 
 
 def write_parquet(path: UPath, obj: pl.DataFrame | pl.LazyFrame | Batches) -> int | None:
@@ -413,6 +424,16 @@ def write_bytes(path: UPath, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as f:
             f.write(data)
+
+
+def copy_file(source: UPath, target: UPath) -> None:
+    """Copy a file, streamed (never whole in memory): atomically when the target is local."""
+    if _is_local(target):
+        _write_local_atomic(source, str(target.path))
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with source.open("rb") as f, target.open("wb") as out:
+        shutil.copyfileobj(f, out, 1 << 20)
 
 
 class DrainTemplatesIOManager(dg.UPathIOManager):

@@ -74,3 +74,71 @@ def new_database(server_url: str, name: str) -> str:
         cursor.execute(f'CREATE DATABASE "{name}"')
     connection.close()
     return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A throwaway Redis on 127.0.0.1 (Debian's ``redis-server``; no persistence); yields its
+    URL. Shut down afterwards."""
+    if shutil.which("redis-server") is None:
+        raise RuntimeError("redis-server is not installed: `apt-get install -y redis-server` "
+                           "(.ci/run does it)")
+    port = free_port()
+    folder = Path(tempfile.mkdtemp(prefix="lo2-redis-"))
+    subprocess.run(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--daemonize",
+                    "yes", "--save", "", "--appendonly", "no", "--dir", str(folder),
+                    "--logfile", str(folder / "log")], check=True, capture_output=True)
+    try:
+        for _ in range(50):
+            ping = subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
+                                  text=True)
+            if ping.stdout.strip() == "PONG":
+                break
+            time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"],
+                       capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def celery_workers(count: int, broker: str, backend: str, env: dict[str, str],
+                   folder: Path) -> Iterator[list[str]]:
+    """``count`` dagster-celery workers (``celery -A dagster_celery.app worker``, one task at a
+    time each, as a worker machine would run), listening to ``broker``; yields their names once
+    all are ready. Stopped afterwards."""
+    from lo2_dagster import settings
+    from lo2_dagster.devserver import BIN
+
+    config = folder / "celery_config"
+    config.mkdir(parents=True)
+    (config / "dagster_celery_config.py").write_text(
+        f"broker_url = {broker!r}\nresult_backend = {backend!r}\n")
+    full_env = dict(env, PYTHONPATH=f"{config}{os.pathsep}{settings.REPO_ROOT}")
+    names = [f"lo2-worker-{i}@127.0.0.1" for i in range(1, count + 1)]
+    procs, logs = [], []
+    for name in names:
+        log = folder / f"{name.split('@')[0]}.log"
+        logs.append(log)
+        with log.open("w") as out:
+            procs.append(subprocess.Popen(
+                [str(BIN / "celery"), "-A", "dagster_celery.app", "worker", "--pool", "solo",
+                 "--prefetch-multiplier=1", "-Q", "dagster", "-n", name, "--loglevel", "INFO"],
+                env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+    try:
+        deadline = time.monotonic() + 120
+        while not all("ready." in log.read_text() for log in logs):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                raise RuntimeError("celery workers did not start: " + " | ".join(
+                    log.read_text()[-2000:] for log in logs))
+            time.sleep(0.5)
+        yield names
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()

@@ -12,7 +12,7 @@ from upath import UPath
 from lo2_dagster import settings
 from lo2_dagster.definitions import defs
 from lo2_dagster.defs.features.assets import _drain_ids_check, _schema_check
-from lo2_dagster.defs.features.exports import EVENTS_FILE, SEQUENCES_FILE
+from lo2_dagster.defs.features.exports import EVENTS_DATASET, SEQUENCES_DATASET
 from lo2_dagster.defs.keys import (
     DRAIN_TEMPLATES,
     ENHANCED_EXPORTS,
@@ -130,14 +130,49 @@ def test_the_whole_chain_with_checks_metadata_and_exports(env, instance):
     assert state.read_bytes().startswith(b'{"py/object": "drain3.drain.Drain"')
 
     # The exports hold every run's rows, in run order, exactly as the partition files.
-    exported = pl.read_parquet(env["warehouse"] / "exports" / EVENTS_FILE)
+    exported = pl.read_parquet(env["warehouse"] / "exports" / EVENTS_DATASET / "*.parquet")
     parts = [pl.read_parquet(warehouse_file(env, EVENTS_ENHANCED, r)) for r in sorted((RUN,
                                                                                       RUN_B))]
     assert exported.equals(pl.concat(parts))
-    exported_seqs = pl.read_parquet(env["warehouse"] / "exports" / SEQUENCES_FILE)
+    exported_seqs = pl.read_parquet(env["warehouse"] / "exports" / SEQUENCES_DATASET /
+                                    "*.parquet")
     assert exported_seqs.equals(pl.concat(
         [pl.read_parquet(warehouse_file(env, SEQUENCES_ENHANCED, r)) for r in sorted((RUN,
                                                                                      RUN_B))]))
+
+
+def test_exports_rewrite_only_the_runs_that_changed(env, instance):
+    """One run's enhanced tables change: the next export copies that run's files only; a run
+    whose partition is gone is removed from the datasets."""
+    everything(instance)
+    folder = env["warehouse"] / "exports"
+    mtimes = {p: p.stat().st_mtime_ns for p in folder.rglob("*.parquet")}
+    assert len(mtimes) == 4  # 2 runs x (events, sequences)
+    assert execute(instance, [ENHANCED_EXPORTS]).success  # nothing changed: nothing copied
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*.parquet")} == mtimes
+    meta = instance.get_latest_materialization_event(ENHANCED_EXPORTS) \
+        .asset_materialization.metadata
+    assert meta["event_runs_written"].value == 0 and meta["event_runs_unchanged"].value == 2
+
+    # RUN's enhanced tables rebuilt with other data (another allowlist version would do; here
+    # a changed log line re-read): a new data version, so RUN's files are copied again.
+    log = env["root"] / "logs" / RUN / "correct" / "light-oauth2-oauth2-token-1.log"
+    log.write_text(log.read_text() + line("16:34:00.000", "token issued again") + "\n")
+    assert execute(instance, [RAW_EVENTS, RAW_SEQUENCES, MESSAGE_COUNTS], RUN).success
+    assert execute(instance, ENHANCED, RUN).success
+    assert execute(instance, [ENHANCED_EXPORTS]).success
+    changed = {p.parent.name + "/" + p.stem for p, t in mtimes.items()
+               if p.stat().st_mtime_ns != t}
+    assert changed == {f"{EVENTS_DATASET}/{RUN}", f"{SEQUENCES_DATASET}/{RUN}"}
+    exported = pl.read_parquet(folder / EVENTS_DATASET / "*.parquet")
+    assert exported.equals(pl.concat([pl.read_parquet(warehouse_file(env, EVENTS_ENHANCED, r))
+                                      for r in sorted((RUN, RUN_B))]))
+
+    # RUN_B's partition deleted: its files leave the datasets.
+    instance.delete_dynamic_partition(RUNS.name, RUN_B)
+    assert execute(instance, [ENHANCED_EXPORTS]).success
+    assert sorted(p.name for p in (folder / EVENTS_DATASET).glob("*.parquet")) == \
+        [f"{RUN}.parquet"]
 
 
 def test_template_ids_are_the_same_for_any_partition_order_and_on_rerun(env, tmp_path,
@@ -285,7 +320,7 @@ def test_the_chain_works_on_a_remote_warehouse(env, monkeypatch):
         with (root / "lo2" / "sequences_enhanced" / f"{RUN}.parquet").open("rb") as f:
             sequences = pl.read_parquet(f)
         assert sequences.schema == pl.Schema(SEQUENCES_ENHANCED_SCHEMA) and len(sequences) == 3
-        with (root / "exports" / EVENTS_FILE).open("rb") as f:
+        with (root / "exports" / EVENTS_DATASET / f"{RUN}.parquet").open("rb") as f:
             assert pl.read_parquet(f).schema == pl.Schema(EVENTS_ENHANCED_SCHEMA)
     finally:
         fsspec.filesystem("memory").rm("/lo2-test-warehouse", recursive=True)

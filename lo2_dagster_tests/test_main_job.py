@@ -53,7 +53,7 @@ def test_synth_then_run_end_to_end(tmp_path):
         enhanced = pl.read_parquet(warehouse / "lo2" / "sequences_enhanced" / f"{run}.parquet")
         assert enhanced["seq_len"].sum() == len(events) and len(enhanced) == 54 * 7
     assert (warehouse / "lo2" / "drain_templates" / "drain3_state.json").exists()
-    exported = pl.scan_parquet(warehouse / "exports" / "lo2_events_enhanced.parquet")
+    exported = pl.scan_parquet(warehouse / "exports" / "lo2_events_enhanced" / "*.parquet")
     assert exported.select(pl.len()).collect().item() == sum(
         pl.scan_parquet(warehouse / "lo2" / "raw_events" / f"{r}.parquet")
         .select(pl.len()).collect().item() for r in runs)

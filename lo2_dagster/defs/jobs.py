@@ -5,6 +5,7 @@
 - ``lo2_training``: the Drain templates, the training-set fingerprint, the model (with its
   evaluation and quality gate) and its report, one at a time (concurrency pool
   ``lo2_training``).
+- ``lo2_ingest_on_workers`` (per run): ``lo2_ingest`` with its steps on Celery workers.
 - ``lo2_rescore`` (per run): predictions, explanations and drift, e.g. over every run after a
   retrain.
 - ``lo2_catch_up`` schedule: what the automation conditions request since its last tick (its
@@ -12,6 +13,7 @@
 """
 
 import dagster as dg
+from dagster_celery import celery_executor
 
 from lo2_dagster import settings
 from lo2_dagster.defs.keys import (
@@ -32,6 +34,7 @@ from lo2_dagster.defs.runs import RUNS
 from lo2_dagster.versions import load_cursor, save_cursor
 
 INGEST_JOB = "lo2_ingest"
+WORKERS_JOB = "lo2_ingest_on_workers"
 TRAINING_JOB = "lo2_training"
 RESCORE_JOB = "lo2_rescore"
 CATCH_UP_SCHEDULE = "lo2_catch_up"
@@ -57,6 +60,20 @@ training_job = dg.define_asset_job(
     description="Retrain the Drain templates and the model on every run, and evaluate the model "
                 "on the holdout runs (quality gate). If the templates change, the model waits "
                 "for the runs' enhanced tables to be rebuilt with them (the automation does).",
+)
+
+ingest_on_workers_job = dg.define_asset_job(
+    WORKERS_JOB,
+    selection=dg.AssetSelection.assets(*PER_RUN),
+    # The broker and result backend the workers listen to (e.g. redis://broker:6379/0 and
+    # redis://broker:6379/1), read when a run starts, not when the code loads.
+    executor_def=celery_executor.configured(
+        {"broker": {"env": settings.ENV_CELERY_BROKER},
+         "backend": {"env": settings.ENV_CELERY_BACKEND}}, name="celery_from_env"),
+    description="lo2_ingest with every step sent to Celery workers (dagster-celery), for a "
+                "deployment that runs steps on other machines: $LO2_CELERY_BROKER and "
+                "$LO2_CELERY_BACKEND name the broker, the instance is shared (PostgreSQL) and "
+                "every worker sees the warehouse (docs/deployment.md).",
 )
 
 rescore_job = dg.define_asset_job(

@@ -1,4 +1,5 @@
-"""The notebook exports: all runs' enhanced tables as two Parquet files, as docs/schemas.md
+"""The notebook exports: every run's enhanced tables as two datasets (a folder of one Parquet
+file per run each, read as one table), kept up to date incrementally, as docs/schemas.md
 describes."""
 
 import time
@@ -16,12 +17,14 @@ from lo2_dagster.defs.keys import (
 )
 from lo2_dagster.defs.lineage import current_templates
 from lo2_dagster.defs.runs import ALL_RUNS
-from lo2_dagster.lib.enhance import SEQUENCES_ENHANCED_SCHEMA
 from lo2_dagster.meta import bullet_list
-from lo2_dagster.storage import Batches, Warehouse, concat_parquet, write_parquet
+from lo2_dagster.storage import Warehouse, parquet_facts, sync_files
+from lo2_dagster.versions import partition_data_versions
 
-EVENTS_FILE = "lo2_events_enhanced.parquet"
-SEQUENCES_FILE = "lo2_sequences_enhanced.parquet"
+EVENTS_DATASET = "lo2_events_enhanced"
+SEQUENCES_DATASET = "lo2_sequences_enhanced"
+#: The single-file exports of code version 1, removed when found (the datasets replace them).
+OLD_FILES = ("lo2_events_enhanced.parquet", "lo2_sequences_enhanced.parquet")
 
 
 @dg.asset(
@@ -30,13 +33,15 @@ SEQUENCES_FILE = "lo2_sequences_enhanced.parquet"
          "sequences": dg.AssetIn(SEQUENCES_ENHANCED, metadata=ALL_RUNS)},
     automation_condition=on_retrain_cron(),
     group_name=FEATURES_GROUP,
-    code_version="1",
+    code_version="2",
     kinds={"parquet"},
     owners=OWNERS,
     description=(
-        f"`<warehouse>/exports/{EVENTS_FILE}` and `{SEQUENCES_FILE}`: every materialized run's "
-        "enhanced events and sequences in one file each, for notebooks "
-        "(pl.scan_parquet(...)). Streamed file by file, a batch at a time."
+        f"`<warehouse>/exports/{EVENTS_DATASET}/` and `{SEQUENCES_DATASET}/`: every materialized "
+        "run's enhanced events and sequences, one Parquet file per run, read as one table each "
+        f"(pl.scan_parquet('.../{EVENTS_DATASET}/*.parquet')). Incremental: only runs whose "
+        "enhanced tables changed since the last export are copied (a file copy, streamed), "
+        "runs that are gone are removed."
     ),
 )
 def enhanced_exports(
@@ -52,30 +57,39 @@ def enhanced_exports(
     current_templates(context, {EVENTS_ENHANCED: runs, SEQUENCES_ENHANCED: seq_runs})
     folder = warehouse.folder("exports")
     started = time.perf_counter()
-    event_rows = concat_parquet([events[r] for r in runs], folder / EVENTS_FILE, 65_536)
-    context.log.info(f"{event_rows:,} events of {len(runs)} runs -> {folder / EVENTS_FILE}")
+    for old in OLD_FILES:
+        if (folder / old).exists():
+            (folder / old).unlink()
+            context.log.info(f"removed the single-file export {folder / old} (now a dataset)")
     missing = sorted(set(runs) - set(seq_runs))
     if missing:
         context.log.warning(f"{len(missing)} runs have enhanced events but no enhanced "
                             f"sequences yet (e.g. {missing[0]}): materialize "
-                            "lo2/sequences_enhanced for them; the sequences file leaves them out.")
-    if seq_runs:
-        # Sequences carry all their events' words and trigrams: a few rows make a large batch.
-        sequence_rows = concat_parquet([sequences[r] for r in seq_runs],
-                                       folder / SEQUENCES_FILE, 8)
-    else:  # no stale file from an earlier export: an empty one with the schema
-        sequence_rows = write_parquet(folder / SEQUENCES_FILE,
-                                      Batches(SEQUENCES_ENHANCED_SCHEMA, [])) or 0
-    context.log.info(f"{sequence_rows:,} sequences -> {folder / SEQUENCES_FILE}")
+                            "lo2/sequences_enhanced for them; the sequences leave them out.")
+    metadata: dict[str, object] = {}
+    for name, key, sources in ((EVENTS_DATASET, EVENTS_ENHANCED, events),
+                               (SEQUENCES_DATASET, SEQUENCES_ENHANCED, sequences)):
+        versions = partition_data_versions(context.instance, key, sorted(sources))
+        synced = sync_files(sources, versions, folder / name)
+        rows = sum(parquet_facts(folder / name / f"{run}.parquet")[1] for run in sources)
+        context.log.info(f"{folder / name}: {len(synced.written)} runs written, "
+                         f"{len(synced.kept)} unchanged, {len(synced.removed)} removed; "
+                         f"{rows:,} rows")
+        kind = "event" if key == EVENTS_ENHANCED else "sequence"
+        metadata.update({
+            f"{kind}s_path": dg.MetadataValue.path(str(folder / name)),
+            f"{kind}_rows": rows,
+            f"{kind}_runs_written": len(synced.written),
+            f"{kind}_runs_unchanged": len(synced.kept),
+            f"{kind}_runs_removed": len(synced.removed),
+        })
     return dg.MaterializeResult(metadata={
-        "events_path": dg.MetadataValue.path(str(folder / EVENTS_FILE)),
-        "sequences_path": dg.MetadataValue.path(str(folder / SEQUENCES_FILE)),
-        "event_rows": event_rows,
-        "sequence_rows": sequence_rows,
+        **metadata,
         "runs": len(runs),
         "runs_without_sequences": bullet_list(missing),
         "seconds": round(time.perf_counter() - started, 2),
         "read_with": dg.MetadataValue.md(
-            f"```python\nimport polars as pl\nevents = pl.scan_parquet(\"{folder / EVENTS_FILE}\")"
-            f"\nsequences = pl.scan_parquet(\"{folder / SEQUENCES_FILE}\")\n```"),
+            f"```python\nimport polars as pl\n"
+            f"events = pl.scan_parquet(\"{folder / EVENTS_DATASET}/*.parquet\")\n"
+            f"sequences = pl.scan_parquet(\"{folder / SEQUENCES_DATASET}/*.parquet\")\n```"),
     })
