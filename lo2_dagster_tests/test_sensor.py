@@ -177,3 +177,68 @@ def test_observing_a_run_in_the_ui_gives_the_sensors_signature(write_run, monkey
         assert observation.partition == RUN
         assert observation.tags["dagster/data_version"] == \
             sensed.asset_events[0].tags["dagster/data_version"]
+
+
+def test_a_settled_run_costs_its_folders_not_its_files(write_run, monkeypatch):
+    """A run whose folders have not changed for SETTLED_SECONDS is not read file by file on
+    each tick; a new file (its folder changes) is seen; `lo2-dagster run` reads every file."""
+    import time
+
+    from lo2_dagster.defs.ingest import sensors
+    from lo2_dagster.lib import layout
+
+    root = write_run({("correct", "token"): "x"})
+    run_dir = root / "logs" / RUN
+    old = time.time() - 2 * sensors.SETTLED_SECONDS
+
+    def age_folders() -> None:
+        for folder in (run_dir, *[d for d in run_dir.iterdir() if d.is_dir()]):
+            os.utime(folder, (old, old))
+
+    age_folders()
+    reads: list[str] = []
+    real = layout.run_signature
+    monkeypatch.setattr("lo2_dagster.defs.resources.run_signature",
+                        lambda *a, **k: reads.append(a[1]) or real(*a, **k))
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = evaluate(instance, root)
+        apply(instance, first)
+        assert reads == [RUN]
+        # A file rewritten in place, its folder's time kept: the sensor does not read the run.
+        log = next((run_dir / "correct").iterdir())
+        log.write_text(log.read_text() + "more\n")
+        age_folders()
+        quiet = evaluate(instance, root, first.cursor)
+        assert reads == [RUN] and observed(quiet) == []
+        # ... `lo2-dagster run`'s observation reads every file and sees it.
+        assert [e.partition for e in observe_sources(
+            instance, Lo2Root(path=str(root)), FpAllowlistFile(path=str(root / "x.toml")),
+            [RUN])] == [RUN]
+        assert reads == [RUN, RUN]
+        # A new file changes its folder: the run is read again and observed.
+        (run_dir / "correct" / "light-oauth2-oauth2-key-1.log").write_text("y\n")
+        changed = evaluate(instance, root, quiet.cursor)
+        assert reads == [RUN, RUN, RUN] and observed(changed) == [("lo2/run_logs", RUN)]
+
+
+def test_a_tick_past_its_budget_leaves_runs_for_the_next(write_run, monkeypatch):
+    """Thousands of new run folders: a tick reads what its time budget allows (at least one
+    run) and the rest become partitions at the next ticks, none lost or read twice."""
+    from lo2_dagster.defs.ingest import sensors
+
+    root = write_run({("correct", "token"): "x"})
+    write_run({("correct", "token"): "y"}, run=RUN_2)
+    write_run({("correct", "token"): "z"}, run=RUN_3)
+    monkeypatch.setattr(sensors, "TICK_BUDGET_SECONDS", 0.0)
+    added, cursor = [], None
+    with dg.DagsterInstance.ephemeral() as instance:
+        for _ in range(3):
+            result = evaluate(instance, root, cursor)
+            apply(instance, result)
+            cursor = result.cursor
+            added.append([k for r in result.dynamic_partitions_requests or []
+                          for k in r.partition_keys])
+        assert added == [[RUN], [RUN_2], [RUN_3]]
+        assert sorted(instance.get_dynamic_partitions(RUNS.name)) == sorted([RUN, RUN_2, RUN_3])
+        quiet = evaluate(instance, root, cursor)
+        assert not quiet.dynamic_partitions_requests and observed(quiet) == []

@@ -6,7 +6,7 @@ import dagster as dg
 
 from lo2_dagster import settings
 from lo2_dagster.lib.allowlist import Allowlist, AllowlistError, load_allowlist
-from lo2_dagster.lib.layout import RunScan, has_logs, run_signature, scan_runs
+from lo2_dagster.lib.layout import RunScan, folder_signature, has_logs, run_signature, scan_runs
 from lo2_dagster.meta import table
 from lo2_dagster.storage import DrainTemplatesStore, ModelStore, Warehouse, WarehouseIOManager
 
@@ -39,6 +39,11 @@ class Lo2Root(dg.ConfigurableResource):
     def signature(self, run: str) -> str:
         """The cheap signature of a run folder's files (see ``layout.run_signature``)."""
         return run_signature(self.resolve(), run, self.follows_symlinks())
+
+    def folder_signature(self, run: str) -> tuple[str, float]:
+        """The cheaper signature of a run's folders, with their newest modification time
+        (see ``layout.folder_signature``)."""
+        return folder_signature(self.resolve(), run)
 
 
 class FpAllowlistFile(dg.ConfigurableResource):

@@ -257,3 +257,15 @@ def run_signature(root: Path, run: str, follow_symlinks: bool = False) -> str:
         digest.update(f"{log.test_case}/{log.path.name}\t{stat.st_size}\t{stat.st_mtime_ns}\n"
                       .encode())
     return digest.hexdigest()[:32]
+
+
+def folder_signature(root: Path, run: str) -> tuple[str, float]:
+    """A cheaper fingerprint than ``run_signature``: the modification times of the run folder
+    and of its sub-folders (a file added, removed or renamed changes its folder's), a few dozen
+    stats instead of one per file; with the newest of those times (seconds since the epoch).
+    A file rewritten in place does not change it."""
+    run_dir = logs_dir(root) / validate_run_key(run)
+    folders = [run_dir, *sorted(e for e in run_dir.iterdir() if e.is_dir())]
+    stats = [(f.name, f.stat().st_mtime_ns) for f in folders]
+    text = "".join(f"{name}\t{mtime}\n" for name, mtime in stats)
+    return hashlib.sha256(text.encode()).hexdigest()[:32], max(m for _, m in stats) / 1e9

@@ -5,7 +5,9 @@ automation re-reads it; what it rewrites downstream depends on whether the conte
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import dagster as dg
 
@@ -19,15 +21,64 @@ from lo2_dagster.versions import DATA_VERSION_TAG, partition_data_versions
 SENSOR_NAME = "lo2_source_files"
 
 
-def run_observations(root: Lo2Root, runs: list[str],
-                     known: dict[str, str]) -> tuple[list[dg.AssetObservation], dict[str, str]]:
-    """Observations of the runs whose signature differs from ``known`` (run -> signature), and
-    every run's current signature. A run that cannot be read is observed too, with the problem
-    as its signature: the automation then runs its raw events, which fail naming the problem
-    and the fix (and run again once the folder changes)."""
-    observations, signatures = [], {}
+#: A run folder whose folders have not changed for this long when it was last read file by
+#: file is settled: the sensor then reads only its folders' times until they change.
+SETTLED_SECONDS = 600
+#: Seconds of file-by-file reading per sensor tick (Dagster stops a sensor after 60 s): runs
+#: left over are read at the next ticks, and new ones become partitions once read.
+TICK_BUDGET_SECONDS = 20.0
+
+
+@dataclass
+class Observed:
+    """What ``run_observations`` found: observations of new or changed runs, every run's
+    signature, the sensor's folder record, and the runs left for the next tick."""
+
+    observations: list[dg.AssetObservation]
+    signatures: dict[str, str]
+    folders: dict[str, list] = field(default_factory=dict)
+    deferred: list[str] = field(default_factory=list)
+
+
+def run_observations(root: Lo2Root, runs: list[str], known: dict[str, str],
+                     folders: dict[str, list] | None = None,
+                     budget_seconds: float | None = None) -> Observed:
+    """Observations of the runs whose signature differs from ``known`` (run -> signature),
+    every run's current signature, and (with ``folders``, the sensor's record of each run's
+    folder signature and when its files were last read) the new record.
+
+    Without ``folders`` every run's files are stat'ed (``lo2-dagster run``, the UI's Observe).
+    With it, a settled run (its folders unchanged since a file-by-file read made at least
+    ``SETTLED_SECONDS`` after they last changed) keeps its signature without reading its files:
+    a tick over 1,740 runs stats their folders, not their 657 k files. A file rewritten in place
+    in a settled run is then seen by `lo2-dagster run` or Observe, not by the sensor.
+
+    Past ``budget_seconds`` of reading, the runs still to read are ``deferred`` (their known
+    signature and record are kept), so that a tick over thousands of new runs ends in time.
+
+    A run that cannot be read is observed too, with the problem as its signature: the
+    automation then runs its raw events, which fail naming the problem and the fix (and run
+    again once the folder changes)."""
+    observations, signatures, record, deferred = [], {}, {}, []
+    now, read = time.time(), 0
     for run in runs:
+        if budget_seconds is not None and read and time.time() - now > budget_seconds:
+            deferred.append(run)
+            if run in known:
+                signatures[run] = known[run]
+            if folders is not None and run in folders:
+                record[run] = folders[run]
+            continue
         try:
+            if folders is not None:
+                folder, newest = root.folder_signature(run)
+                previous = folders.get(run)
+                if previous and previous[0] == folder and previous[1] - newest >= \
+                        SETTLED_SECONDS and run in known:
+                    signatures[run], record[run] = known[run], previous
+                    continue
+                record[run] = [folder, now]
+            read += 1  # at least one run is read per tick, whatever the budget
             signature = root.signature(run)
             metadata = run_folder_metadata(root, run)
         except (LayoutError, OSError) as e:
@@ -39,7 +90,7 @@ def run_observations(root: Lo2Root, runs: list[str],
             observations.append(dg.AssetObservation(
                 asset_key=RUN_LOGS, partition=run, tags={DATA_VERSION_TAG: signature},
                 metadata=metadata))
-    return observations, signatures
+    return Observed(observations, signatures, record, deferred)
 
 
 def allowlist_observation(instance: dg.DagsterInstance, allowlist_file: FpAllowlistFile,
@@ -66,7 +117,7 @@ def observe_sources(instance: dg.DagsterInstance, root: Lo2Root, allowlist_file:
     """Record what changed in the source files since Dagster last observed them (`lo2-dagster run`'s
     way; the sensor keeps the signatures in its cursor instead of querying)."""
     known = partition_data_versions(instance, RUN_LOGS, runs, observed=True)
-    observations, _ = run_observations(root, runs, known)
+    observations = run_observations(root, runs, known).observations
     allowlist = allowlist_observation(instance, allowlist_file, warn)
     events = [*observations, *([allowlist] if allowlist else [])]
     for event in events:
@@ -95,17 +146,27 @@ def lo2_source_files(context: dg.SensorEvaluationContext, lo2_root: Lo2Root,
         context.log.warning(f"Skipped run folder {reason}")
     state = json.loads(context.cursor) if context.cursor else {}
     seen, known = set(state.get("seen", [])), dict(state.get("signatures", {}))
+    folders = dict(state.get("folders", {}))
     existing = set(context.instance.get_dynamic_partitions(RUNS.name))
     candidates = [run for run in found if run not in seen and run not in existing]
     # A folder still being created or copied has no logs yet: not seen until it has some.
     new = [run for run in candidates if lo2_root.has_logs(run)]
     waiting = sorted(set(candidates) - set(new))
-    watched = sorted((existing & set(found)) | set(new))
-    observations, signatures = run_observations(lo2_root, watched, known)
+    # The runs read longest ago first (new ones: never): past the tick's budget, what is left
+    # waits for the next tick, and every run gets its turn.
+    watched = sorted((existing & set(found)) | set(new),
+                     key=lambda run: (folders.get(run, [None, 0.0])[1], run))
+    observed = run_observations(lo2_root, watched, known, folders, TICK_BUDGET_SECONDS)
+    later = set(observed.deferred)
+    new = [run for run in new if run not in later]
+    if later:
+        context.log.info(f"{len(later)} run folders left for the next tick (this one read "
+                         f"files for {TICK_BUDGET_SECONDS:.0f} s)")
     allowlist = allowlist_observation(context.instance, fp_allowlist, context.log.warning)
-    events = [*observations, *([allowlist] if allowlist else [])]
-    cursor = json.dumps({"seen": sorted(seen | (set(found) - set(waiting))),
-                         "signatures": signatures}, sort_keys=True)
+    events = [*observed.observations, *([allowlist] if allowlist else [])]
+    cursor = json.dumps({"seen": sorted(seen | (set(found) - set(waiting) - later)),
+                         "signatures": observed.signatures, "folders": observed.folders},
+                        sort_keys=True)
     if new:
         context.log.info(f"{len(new)} new run(s): {', '.join(new[:5])}"
                          f"{' ...' if len(new) > 5 else ''}")
