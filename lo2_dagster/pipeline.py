@@ -126,7 +126,6 @@ def materialize_all(
                 continue
             report(f"[retrain]: {key.to_user_string()}, as at a tick of the retrain cron")
             cursor = runner.settle(cursor, {(key, None)})
-    save_cursor(instance, CURSOR, cursor)
     runner.report_skipped(runs)
     return runner.outcomes
 
@@ -202,12 +201,17 @@ class Runner:
                 self._say_requested(requested - waiting, result)
             todo, extra = requested | extra | waiting, set()
             if not todo:
+                save_cursor(self.instance, CURSOR, cursor)
                 return cursor
             if why:
                 self.report(f"[{why}]: {len(todo)} asset partitions")
                 why = None
             waiting = self.run(todo)
             last = todo & self.done
+            if not waiting:
+                # Everything this cursor handled has run: an interrupted command resumes from
+                # here; until then, the previous cursor makes the next command redo, not lose.
+                save_cursor(self.instance, CURSOR, cursor)
         raise RuntimeError(f"the automation conditions still request work after "
                            f"{MAX_EVALUATIONS} evaluations: {', '.join(map(name, todo))}")
 

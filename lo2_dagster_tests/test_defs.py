@@ -43,7 +43,7 @@ GRAPH = {
         "checks": ENHANCED_CHECKS, "automation": PER_RUN},
     "lo2/enhanced_exports": {
         "deps": ["lo2/events_enhanced", "lo2/sequences_enhanced"], "group": "features",
-        "partitions": None, "code_version": "1", "checks": [], "automation": RETRAIN},
+        "partitions": None, "code_version": "2", "checks": [], "automation": RETRAIN},
     "lo2/training_set": {
         "deps": ["lo2/sequences_enhanced"], "group": "model", "partitions": None,
         "code_version": "fingerprint-1", "checks": [], "automation": "on_any_run_changed"},
