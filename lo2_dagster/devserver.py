@@ -177,9 +177,8 @@ def dagster_dev(tmp_path: Path, env: Mapping[str, str] | None = None) -> Iterato
     home = tmp_path / "dagster_home"
     home.mkdir()
     full_env = clean_env(home, env)
-    postgres = full_env.get(settings.ENV_POSTGRES_URL)
-    (home / "dagster.yaml").write_text((settings.REPO_ROOT / "dagster.yaml").read_text()
-                                       + (settings.POSTGRES_STORAGE if postgres else ""))
+    (home / "dagster.yaml").write_text(
+        settings.instance_config(postgres=bool(full_env.get(settings.ENV_POSTGRES_URL))))
     port = free_port()
     log_path = tmp_path / "dagster-dev.log"
     with log_path.open("w") as log:

@@ -99,11 +99,13 @@ def postgres_url() -> str | None:
     return value
 
 
-def instance_config() -> str:
-    """The project's ``dagster.yaml``, with PostgreSQL storage when ``$LO2_POSTGRES_URL`` is
-    set."""
+def instance_config(postgres: bool | None = None) -> str:
+    """The project's ``dagster.yaml``, with PostgreSQL storage when ``postgres`` (default:
+    when ``$LO2_POSTGRES_URL`` is set)."""
     text = (REPO_ROOT / "dagster.yaml").read_text()
-    return text + POSTGRES_STORAGE if postgres_url() else text
+    if postgres is None:
+        postgres = postgres_url() is not None
+    return text + POSTGRES_STORAGE if postgres else text
 
 
 def prepare_dagster_home() -> Path:
