@@ -8,7 +8,8 @@ Per setting: a fresh DAGSTER_HOME and warehouse, the same generated dataset (N r
 cases x 7 services at the generator's smallest size, cached under bench/out/), the automation
 sensor off; the source-files sensor adds the partitions, then the backfill is launched through
 GraphQL (as the UI's "Materialize all" -> All does) and timed until it succeeds. Prints, per
-setting, the wall time, the Dagster runs it launched and the seconds per run partition.
+setting, the wall time, the Dagster runs it launched, the seconds per run partition, and the
+peak RSS of the Dagster run processes (sampled from /proc every 0.2 s while they live).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -34,10 +36,46 @@ def dataset(runs: int, token_lines: int) -> Path:
     return root
 
 
+class RunPeaks:
+    """Samples the peak RSS (VmHWM) of every Dagster run process while it lives: the default
+    run launcher has the code server start each run in a process of its own
+    (``multiprocessing.spawn``)."""
+
+    def __init__(self, every: float = 0.2) -> None:
+        self.peaks: dict[int, float] = {}
+        self._every, self._stop = every, threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> RunPeaks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._every):
+            for proc in Path("/proc").iterdir():
+                if not proc.name.isdigit():
+                    continue
+                try:
+                    if b"spawn_main" not in (proc / "cmdline").read_bytes():
+                        continue
+                    status = (proc / "status").read_text()
+                except OSError:
+                    continue
+                for line in status.splitlines():
+                    if line.startswith("VmHWM:"):
+                        mb = int(line.split()[1]) / 1024
+                        pid = int(proc.name)
+                        self.peaks[pid] = max(self.peaks.get(pid, 0.0), mb)
+
+
 def measure(root: Path, batch: int, runs: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
         env = {"LO2_BACKFILL_RUNS_PER_BATCH": str(batch)}
-        with deployment(Path(tmp), root, env, timeout=300) as deployed:
+        with deployment(Path(tmp), root, env, timeout=300) as deployed, RunPeaks() as peaks:
             dev, names = deployed.dev, deployed.runs
             assert len(names) == runs
             started = time.monotonic()
@@ -45,10 +83,14 @@ def measure(root: Path, batch: int, runs: int) -> dict:
             status = dev.wait_backfill(backfill, timeout=6 * 3600)
             seconds = time.monotonic() - started
             launched = dev.backfill_runs(backfill)
+    rss = sorted(peaks.peaks.values())
     return {"runs_per_batch": batch, "status": status, "seconds": round(seconds, 1),
             "dagster_runs": len(launched),
             "failed_dagster_runs": sum(s != "SUCCESS" for s, _ in launched),
-            "seconds_per_partition": round(seconds / runs, 2)}
+            "seconds_per_partition": round(seconds / runs, 2),
+            "run_processes_sampled": len(rss),
+            "run_peak_rss_mb": round(rss[-1]) if rss else None,
+            "run_median_peak_rss_mb": round(rss[len(rss) // 2]) if rss else None}
 
 
 def main() -> int:
@@ -67,7 +109,10 @@ def main() -> int:
         results.append(figures)
         print(f"runs per batch {batch:>3}: {figures['status']} in {figures['seconds']:.0f} s, "
               f"{figures['dagster_runs']} Dagster runs ({figures['failed_dagster_runs']} failed), "
-              f"{figures['seconds_per_partition']:.2f} s per run partition", flush=True)
+              f"{figures['seconds_per_partition']:.2f} s per run partition; run processes' peak "
+              f"RSS {figures['run_peak_rss_mb']} MB (median "
+              f"{figures['run_median_peak_rss_mb']} MB over "
+              f"{figures['run_processes_sampled']} sampled)", flush=True)
     if args.json:
         print(json.dumps(results))
     return 0 if all(r["status"] == "COMPLETED_SUCCESS" for r in results) else 1

@@ -174,8 +174,8 @@ class DagsterDev:
 def dagster_dev(tmp_path: Path, env: Mapping[str, str] | None = None) -> Iterator[DagsterDev]:
     """Start `dagster dev` in the checkout, wait until the code location is loaded, stop it
     (and everything it started) afterwards."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
+    home = tmp_path / "dagster_home"  # may hold an instance already (bench/bench_scale.py)
+    home.mkdir(exist_ok=True)
     full_env = clean_env(home, env)
     (home / "dagster.yaml").write_text(
         settings.instance_config(postgres=bool(full_env.get(settings.ENV_POSTGRES_URL))))
