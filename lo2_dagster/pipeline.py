@@ -34,7 +34,7 @@ from lo2_dagster.defs.ingest.sensors import observe_sources
 from lo2_dagster.defs.keys import ANOMALY_MODEL, DRAIN_TEMPLATES
 from lo2_dagster.defs.runs import RUNS
 from lo2_dagster.storage import Warehouse, stored_problem
-from lo2_dagster.versions import load_cursor, save_cursor
+from lo2_dagster.versions import evaluate_conditions, load_cursor, save_cursor
 
 #: Where ``lo2-dagster run`` keeps the automation cursor in the instance's storage.
 CURSOR = "lo2_dagster/run_command_automation_cursor"
@@ -188,10 +188,7 @@ class Runner:
         last: set[Item] = set()
         waiting: set[Item] = set()
         for _ in range(MAX_EVALUATIONS):
-            with warnings.catch_warnings():  # Dagster's beta/preview notes, every evaluation
-                warnings.simplefilter("ignore", dg.BetaWarning)
-                result = dg.evaluate_automation_conditions(defs=self.evaluated,
-                                                           instance=self.instance, cursor=cursor)
+            result = evaluate_conditions(self.evaluated, self.instance, cursor)
             cursor = result.cursor
             # Built in the last pass after everything it reads: a request for it is its
             # condition seeing its own inputs change in that pass, not new work. What failed

@@ -31,7 +31,7 @@ from lo2_dagster.defs.keys import (
     TRAINING_SET,
 )
 from lo2_dagster.defs.runs import RUNS
-from lo2_dagster.versions import load_cursor, save_cursor
+from lo2_dagster.versions import evaluate_conditions, load_cursor, save_cursor
 
 INGEST_JOB = "lo2_ingest"
 WORKERS_JOB = "lo2_ingest_on_workers"
@@ -103,10 +103,9 @@ def lo2_catch_up(context: dg.ScheduleEvaluationContext):
 
     definitions = defs()
     graph = definitions.resolve_asset_graph()
-    result = dg.evaluate_automation_conditions(
-        defs=definitions, instance=context.instance,
-        cursor=load_cursor(context.instance, CATCH_UP_CURSOR),
-        evaluation_time=context.scheduled_execution_time)
+    result = evaluate_conditions(definitions, context.instance,
+                                 load_cursor(context.instance, CATCH_UP_CURSOR),
+                                 context.scheduled_execution_time)
     save_cursor(context.instance, CATCH_UP_CURSOR, result.cursor)
     by_partition: dict[str | None, list[dg.AssetKey]] = {}
     for key in graph.toposorted_asset_keys:
