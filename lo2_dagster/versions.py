@@ -70,6 +70,7 @@ def partitions_read_once(instance: dg.DagsterInstance) -> Iterator[None]:
     conditions are evaluated, so one answer serves them all.
     """
     read = instance.get_dynamic_partitions
+    own = vars(instance).get("get_dynamic_partitions")  # set on the instance itself, if so
     known: dict[str, Sequence[str]] = {}
 
     def get_dynamic_partitions(partitions_def_name: str) -> Sequence[str]:
@@ -81,4 +82,7 @@ def partitions_read_once(instance: dg.DagsterInstance) -> Iterator[None]:
     try:
         yield
     finally:
-        del instance.get_dynamic_partitions
+        if own is None:
+            del instance.get_dynamic_partitions
+        else:
+            instance.get_dynamic_partitions = own  # type: ignore[method-assign]

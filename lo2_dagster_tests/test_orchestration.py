@@ -275,3 +275,34 @@ def test_the_run_command_adds_code_changes_and_retrains_on_request(world):
     said.clear()
     assert materialize_all(world.defs, world.instance, world.runs, report=said.append) == []
     assert any("up to date for 3 of 3" in line for line in said), said
+
+
+def test_an_evaluation_reads_the_run_partitions_once_and_the_instance_is_itself_again(tmp_path):
+    """Within ``partitions_read_once`` the instance answers from its first read (an evaluation
+    asks hundreds of times); afterwards it queries its storage again (new partitions show)."""
+    from lo2_dagster.versions import evaluate_conditions, partitions_read_once
+
+    asset = dg.asset(partitions_def=RUNS, name="per_run",
+                     automation_condition=dg.AutomationCondition.missing())(lambda: None)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        instance.add_dynamic_partitions(RUNS.name, ["a", "b"])
+        reads: list[str] = []
+        storage_read = instance.get_dynamic_partitions
+
+        def counting(partitions_def_name: str):
+            reads.append(partitions_def_name)
+            return storage_read(partitions_def_name)
+
+        instance.get_dynamic_partitions = counting  # type: ignore[method-assign]
+        with partitions_read_once(instance):
+            assert instance.get_dynamic_partitions(RUNS.name) == ["a", "b"]
+            instance.add_dynamic_partitions(RUNS.name, ["c"])
+            assert instance.get_dynamic_partitions(RUNS.name) == ["a", "b"]  # the first answer
+        assert reads == [RUNS.name]
+        assert instance.get_dynamic_partitions(RUNS.name) == ["a", "b", "c"]
+        assert reads == [RUNS.name, RUNS.name]
+
+        reads.clear()
+        result = evaluate_conditions(dg.Definitions(assets=[asset]), instance, None)
+        assert result.get_requested_partitions(asset.key) == {"a", "b", "c"}
+        assert reads == [RUNS.name]  # one read for the whole evaluation
