@@ -182,16 +182,13 @@ def _run_locked(args: argparse.Namespace, root: Path, runs: list[str], warehouse
     import dagster as dg
 
     from lo2_dagster.definitions import defs
-    from lo2_dagster.pipeline import add_run_partitions, materialize_all
+    from lo2_dagster.pipeline import materialize_all
 
     print(f"LO2 root:     {root} ({len(runs)} runs)")
     print(f"warehouse:    {warehouse}")
     print(f"DAGSTER_HOME: {home}")
     started = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
-        added = add_run_partitions(instance, runs)
-        if added:
-            print(f"added {len(added)} run partition(s)")
         outcomes = materialize_all(defs(), instance, runs, log_level=args.log_level.upper(),
                                    force=args.force, retrain=args.retrain)
     _summary(outcomes, runs, warehouse, time.perf_counter() - started)

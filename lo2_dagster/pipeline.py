@@ -111,10 +111,15 @@ def materialize_all(
     runner = Runner(defs, instance, report, log_level)
     cursor = load_cursor(instance, CURSOR)
     if cursor is None:
-        # The first command on this instance: what the conditions see before the files are
-        # observed is the baseline against which the observation's changes count.
+        # The first command on this instance: what the conditions see before the runs are
+        # added and their files observed is the baseline against which those changes count.
         report("[automation]: first evaluation on this instance")
         cursor = runner.settle(cursor, set())
+    # Added after the baseline, a run is newly missing for every per-run asset: its chain up
+    # to the first asset over every run is requested at once, in one Dagster run.
+    added = add_run_partitions(instance, runs)
+    if added:
+        report(f"added {len(added)} run partition(s)")
     _observe(defs, instance, runs, report)
     if force:
         cursor = runner.settle(cursor, runner.everything(runs), why="--force")

@@ -41,10 +41,10 @@ def test_synth_then_run_end_to_end(tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     assert "light-oauth2-data-1900000000 has no test-case folders" in result.stdout
     assert "not runs (no log files in them): pre_run_results" in result.stdout
-    # As the automation conditions request them: 3 x raw events, 2 x the rest of raw, the
-    # templates, 2 x enhanced (the bad run's inputs are missing), the model, 2 x predictions,
-    # exports + training set + report.
-    assert "3 runs, 12 Dagster runs, 1 failed" in result.stdout
+    # As the automation conditions request them: 3 x raw (a new run's raw events, message
+    # counts and sequences in one Dagster run), the templates, 2 x enhanced (the bad run's
+    # inputs are missing), exports + training set + model, 2 x predictions, the report.
+    assert "3 runs, 10 Dagster runs, 1 failed" in result.stdout
     assert "missing for light-oauth2-data-1900000000, not requested" in result.stdout
     for run in runs:
         events = pl.read_parquet(warehouse / "lo2" / "raw_events" / f"{run}.parquet")
@@ -75,7 +75,7 @@ def test_synth_then_run_end_to_end(tmp_path):
                 *runs, "light-oauth2-data-1900000000"}
             done = instance.get_materialized_partitions(dg.AssetKey(["lo2", "raw_sequences"]))
             assert done == set(runs)
-            assert len(instance.get_run_records()) == 12
+            assert len(instance.get_run_records()) == 10
     finally:
         if saved is None:
             os.environ.pop("DAGSTER_HOME")

@@ -188,13 +188,23 @@ def classify_lines(
     # rejected for its header. Lines without a timestamp continue the record above them.
     stamped = is_header | pl.col("line").str.contains(TIMESTAMP_PREFIX)
     starts = kept & stamped
+    # Lines are in file order, so "so far in this file" is a running count minus its value
+    # where the file begins: no per-file window (a group-by) is needed.
+    first = pl.col("line_no") == 0
+
+    def so_far_in_file(flag: pl.Expr) -> pl.Expr:
+        running = flag.cast(pl.UInt32).cum_sum()
+        return running - pl.when(first).then(running - flag.cast(pl.UInt32)).forward_fill()
+
     records = lines.with_columns(
         starts.cum_sum().alias("record_idx"),
-        (starts.cum_sum().over("file_idx") > 0).alias("has_record"),
+        (so_far_in_file(starts) > 0).alias("has_record"),
         # The trimmed head ends inside a record: the lines that continue it are trimmed too.
-        (~kept & stamped).any().over("file_idx").alias("trimmed_record"),
-        pl.when(starts).then(is_header & valid_time).forward_fill().over("file_idx")
-        .alias("record_is_event"),
+        # (Trimmed lines open their file, so for a kept line the count so far is the file's.)
+        (so_far_in_file(~kept & stamped) > 0).alias("trimmed_record"),
+        # The label of the record a line continues (read only where the file has one so far:
+        # then the last start above it is in the same file).
+        pl.when(starts).then(is_header & valid_time).forward_fill().alias("record_is_event"),
     )
     kind = (
         pl.when(~kept)

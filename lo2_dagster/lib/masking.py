@@ -261,12 +261,29 @@ def mask_words(text: str) -> str:
     return _WORD.sub(lambda m: mask_word(m.group()), text)
 
 
+#: Texts :func:`classified` masked lately (shapes: what is left after the value masks), at most
+#: :data:`_SHAPES_KEPT`: a run's message counts and its enhanced events mask the same few
+#: thousand shapes, one after the other in one process (``lo2-dagster run``).
+_SHAPES: dict[str, str] = {}
+_SHAPES_KEPT = 100_000
+
+
 def classified(texts: pl.Series) -> pl.Series:
-    """:func:`mask_words` of each text, computed once per distinct text."""
+    """:func:`mask_words` of each text, computed once per distinct text (and remembered for
+    the next call, up to :data:`_SHAPES_KEPT` texts)."""
     distinct = texts.unique()
-    mapping = pl.DataFrame({"_text": distinct,
-                            "_masked": [mask_words(t) if t is not None else None
-                                        for t in distinct.to_list()]},
+    masked = []
+    for text in distinct.to_list():
+        if text is None:
+            masked.append(None)
+            continue
+        value = _SHAPES.get(text)
+        if value is None:
+            if len(_SHAPES) >= _SHAPES_KEPT:
+                _SHAPES.clear()
+            value = _SHAPES[text] = mask_words(text)
+        masked.append(value)
+    mapping = pl.DataFrame({"_text": distinct, "_masked": masked},
                            schema={"_text": pl.String, "_masked": pl.String})
     return (pl.DataFrame({"_text": texts}).join(mapping, on="_text", how="left",
                                                  maintain_order="left", nulls_equal=True)
