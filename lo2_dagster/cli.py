@@ -14,6 +14,7 @@ from lo2_dagster import settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    settings.return_freed_memory()  # before anything imports polars
     parser = argparse.ArgumentParser(
         prog="lo2-dagster", description="LO2 log anomaly detection on Dagster."
     )

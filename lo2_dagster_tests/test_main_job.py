@@ -218,3 +218,18 @@ def test_a_failed_whole_dataset_stage_stops_what_follows(tmp_path):
     assert "bad run" in outcomes[0].error and "model failed" in outcomes[2].error
     assert "  skip after[good]: whole failed" in lines
     assert "  skip after[bad]: whole failed" in lines
+
+
+def test_the_commands_set_how_polars_allocator_returns_memory(monkeypatch):
+    """`lo2-dagster` sets jemalloc's decay (unless the user set one) before polars is imported:
+    importing the command's module must not import polars."""
+    monkeypatch.delenv(settings.ENV_JEMALLOC, raising=False)
+    settings.return_freed_memory()
+    assert os.environ[settings.ENV_JEMALLOC] == settings.JEMALLOC_CONF
+    monkeypatch.setenv(settings.ENV_JEMALLOC, "dirty_decay_ms:5000")
+    settings.return_freed_memory()
+    assert os.environ[settings.ENV_JEMALLOC] == "dirty_decay_ms:5000"
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, lo2_dagster.cli; print('polars' in sys.modules)"],
+        capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "False"
