@@ -190,7 +190,7 @@ def runs_per_backfill_batch() -> int:
 ENV_JEMALLOC = "_RJEM_MALLOC_CONF"
 #: Freed pages go back to the system after 100 ms instead of jemalloc's 10 s, so a stage does
 #: not start on top of what the previous one freed: `lo2-dagster run` on 1.79 M lines peaks at
-#: 1.23-1.25 GB RSS instead of 1.36-1.57 GB, for about 1 s more (docs/benchmarks.md).
+#: 1.20-1.27 GB RSS instead of 1.36-1.57 GB, for about 1 s more (docs/benchmarks.md).
 JEMALLOC_CONF = "dirty_decay_ms:100,muzzy_decay_ms:0"
 
 
