@@ -9,7 +9,8 @@ cases x 7 services at the generator's smallest size, cached under bench/out/), t
 sensor off; the source-files sensor adds the partitions, then the backfill is launched through
 GraphQL (as the UI's "Materialize all" -> All does) and timed until it succeeds. Prints, per
 setting, the wall time, the Dagster runs it launched, the seconds per run partition, and the
-peak RSS of the Dagster run processes (sampled from /proc every 0.2 s while they live).
+peak RSS of the Dagster run processes (sampled from /proc every 0.2 s while they live; every
+``multiprocessing.spawn`` child counts, so a few non-run children of the code server may too).
 """
 
 from __future__ import annotations
