@@ -34,7 +34,12 @@ from lo2_dagster.defs.ingest.sensors import observe_sources
 from lo2_dagster.defs.keys import ANOMALY_MODEL, DRAIN_TEMPLATES
 from lo2_dagster.defs.runs import RUNS
 from lo2_dagster.storage import Warehouse, stored_problem
-from lo2_dagster.versions import evaluate_conditions, load_cursor, save_cursor
+from lo2_dagster.versions import (
+    evaluate_conditions,
+    load_cursor,
+    partitions_read_once,
+    save_cursor,
+)
 
 #: Where ``lo2-dagster run`` keeps the automation cursor in the instance's storage.
 CURSOR = "lo2_dagster/run_command_automation_cursor"
@@ -108,31 +113,34 @@ def materialize_all(
              if graph.get(k).is_partitioned and graph.get(k).partitions_def != RUNS]
     if other:
         raise ValueError(f"materialize_all handles per-run partitions only; not: {other}")
-    runner = Runner(defs, instance, report, log_level)
-    cursor = load_cursor(instance, CURSOR)
-    if cursor is None:
-        # The first command on this instance: what the conditions see before the runs are
-        # added and their files observed is the baseline against which those changes count.
-        report("[automation]: first evaluation on this instance")
-        cursor = runner.settle(cursor, set())
-    # Added after the baseline, a run is newly missing for every per-run asset: its chain up
-    # to the first asset over every run is requested at once, in one Dagster run.
-    added = add_run_partitions(instance, runs)
-    if added:
-        report(f"added {len(added)} run partition(s)")
-    _observe(defs, instance, runs, report)
-    if force:
-        cursor = runner.settle(cursor, runner.everything(runs), why="--force")
-    else:
-        cursor = runner.settle(cursor, runner.damaged(runs))
-    if retrain:
-        for key in runner.retrained_on_cron():
-            if (key, None) in runner.done or runner.blocked((key, None)):
-                continue
-            report(f"[retrain]: {key.to_user_string()}, as at a tick of the retrain cron")
-            cursor = runner.settle(cursor, {(key, None)})
-    runner.report_skipped(runs)
-    return runner.outcomes
+    # One command asks the instance about the run partitions hundreds of times (evaluations,
+    # each step's context): they are read once, and again after this command adds some.
+    with partitions_read_once(instance):
+        runner = Runner(defs, instance, report, log_level)
+        cursor = load_cursor(instance, CURSOR)
+        if cursor is None:
+            # The first command on this instance: what the conditions see before the runs are
+            # added and their files observed is the baseline against which those changes count.
+            report("[automation]: first evaluation on this instance")
+            cursor = runner.settle(cursor, set())
+        # Added after the baseline, a run is newly missing for every per-run asset: its chain up
+        # to the first asset over every run is requested at once, in one Dagster run.
+        added = add_run_partitions(instance, runs)
+        if added:
+            report(f"added {len(added)} run partition(s)")
+        _observe(defs, instance, runs, report)
+        if force:
+            cursor = runner.settle(cursor, runner.everything(runs), why="--force")
+        else:
+            cursor = runner.settle(cursor, runner.damaged(runs))
+        if retrain:
+            for key in runner.retrained_on_cron():
+                if (key, None) in runner.done or runner.blocked((key, None)):
+                    continue
+                report(f"[retrain]: {key.to_user_string()}, as at a tick of the retrain cron")
+                cursor = runner.settle(cursor, {(key, None)})
+        runner.report_skipped(runs)
+        return runner.outcomes
 
 
 class Runner:

@@ -6,6 +6,7 @@ import datetime
 import hashlib
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from typing import Any
 
@@ -62,27 +63,62 @@ def evaluate_conditions(defs: dg.Definitions, instance: dg.DagsterInstance, curs
 
 @contextmanager
 def partitions_read_once(instance: dg.DagsterInstance) -> Iterator[None]:
-    """Within the block, ``instance`` reads each dynamic partitions definition's keys once.
+    """Within the block, ``instance`` reads each dynamic partitions definition's keys once and
+    answers "is this a partition" from that read.
 
     Evaluating the conditions asks the instance for the run partitions about 600 times (to
-    write each condition's result into the cursor as key ranges), each a query, and on SQLite
-    a new connection: 2.5 s of a 2.7 s evaluation with two runs. Nothing adds partitions while
-    conditions are evaluated, so one answer serves them all.
+    write each condition's result into the cursor as key ranges), and a Dagster run asks
+    whether its partition exists ~40 times (its steps' contexts, its metadata): each a query,
+    and on SQLite a new connection (2-10 ms). Partitions added or deleted through ``instance``
+    in the block are applied to what it read; a key it does not know is looked up again (added
+    by another process meanwhile). Nested blocks share the outer block's reads.
     """
-    read = instance.get_dynamic_partitions
-    own = vars(instance).get("get_dynamic_partitions")  # set on the instance itself, if so
-    known: dict[str, Sequence[str]] = {}
+    methods = ("get_dynamic_partitions", "has_dynamic_partition", "get_existing_dynamic_partitions",
+               "add_dynamic_partitions", "delete_dynamic_partition")
+    if getattr(vars(instance).get("get_dynamic_partitions"), "_lo2_read_once", False):
+        yield  # an outer block reads for this one
+        return
+    own = {name: vars(instance)[name] for name in methods if name in vars(instance)}
+    read, has, add, delete = (instance.get_dynamic_partitions, instance.has_dynamic_partition,
+                              instance.add_dynamic_partitions, instance.delete_dynamic_partition)
+    known: dict[str, list[str]] = {}
 
     def get_dynamic_partitions(partitions_def_name: str) -> Sequence[str]:
         if partitions_def_name not in known:
-            known[partitions_def_name] = read(partitions_def_name)
+            known[partitions_def_name] = list(read(partitions_def_name))
         return known[partitions_def_name]
 
-    instance.get_dynamic_partitions = get_dynamic_partitions  # type: ignore[method-assign]
+    def has_dynamic_partition(partitions_def_name: str, partition_key: str) -> bool:
+        if partition_key in get_dynamic_partitions(partitions_def_name):
+            return True
+        if not has(partitions_def_name, partition_key):
+            return False
+        known.pop(partitions_def_name, None)  # added elsewhere since: read again next time
+        return True
+
+    def get_existing_dynamic_partitions(partitions_def_name: str,
+                                        partition_keys: Sequence[str]) -> AbstractSet[str]:
+        return {k for k in partition_keys if has_dynamic_partition(partitions_def_name, k)}
+
+    def add_dynamic_partitions(partitions_def_name: str, partition_keys: Sequence[str]) -> None:
+        add(partitions_def_name, partition_keys)
+        known.pop(partitions_def_name, None)
+
+    def delete_dynamic_partition(partitions_def_name: str, partition_key: str) -> None:
+        delete(partitions_def_name, partition_key)
+        known.pop(partitions_def_name, None)
+
+    get_dynamic_partitions._lo2_read_once = True  # type: ignore[attr-defined]
+    replacements = {f.__name__: f for f in (
+        get_dynamic_partitions, has_dynamic_partition, get_existing_dynamic_partitions,
+        add_dynamic_partitions, delete_dynamic_partition)}
+    for name, function in replacements.items():
+        setattr(instance, name, function)
     try:
         yield
     finally:
-        if own is None:
-            del instance.get_dynamic_partitions
-        else:
-            instance.get_dynamic_partitions = own  # type: ignore[method-assign]
+        for name in methods:
+            if name in own:
+                setattr(instance, name, own[name])
+            else:
+                delattr(instance, name)

@@ -278,8 +278,10 @@ def test_the_run_command_adds_code_changes_and_retrains_on_request(world):
 
 
 def test_an_evaluation_reads_the_run_partitions_once_and_the_instance_is_itself_again(tmp_path):
-    """Within ``partitions_read_once`` the instance answers from its first read (an evaluation
-    asks hundreds of times); afterwards it queries its storage again (new partitions show)."""
+    """Within ``partitions_read_once`` the instance answers from one read (an evaluation asks
+    hundreds of times, a Dagster run's steps ask whether their partition exists): what it
+    adds or deletes itself is applied, a key it does not know is looked up (another process
+    may have added it); afterwards it queries its storage again."""
     from lo2_dagster.versions import evaluate_conditions, partitions_read_once
 
     asset = dg.asset(partitions_def=RUNS, name="per_run",
@@ -296,13 +298,28 @@ def test_an_evaluation_reads_the_run_partitions_once_and_the_instance_is_itself_
         instance.get_dynamic_partitions = counting  # type: ignore[method-assign]
         with partitions_read_once(instance):
             assert instance.get_dynamic_partitions(RUNS.name) == ["a", "b"]
+            assert instance.has_dynamic_partition(RUNS.name, "a")
+            assert instance.get_existing_dynamic_partitions(RUNS.name, ["b", "x"]) == {"b"}
+            assert reads == [RUNS.name]
+            with partitions_read_once(instance):  # nested: the outer block's read
+                assert instance.get_dynamic_partitions(RUNS.name) == ["a", "b"]
+            assert reads == [RUNS.name]
             instance.add_dynamic_partitions(RUNS.name, ["c"])
-            assert instance.get_dynamic_partitions(RUNS.name) == ["a", "b"]  # the first answer
-        assert reads == [RUNS.name]
-        assert instance.get_dynamic_partitions(RUNS.name) == ["a", "b", "c"]
-        assert reads == [RUNS.name, RUNS.name]
+            assert instance.get_dynamic_partitions(RUNS.name) == ["a", "b", "c"]
+            instance.delete_dynamic_partition(RUNS.name, "a")
+            assert not instance.has_dynamic_partition(RUNS.name, "a")
+            assert reads == [RUNS.name] * 3
+            # Another process adds "d": not in what was read, so looked up, then read again.
+            instance.event_log_storage.add_dynamic_partitions(RUNS.name, ["d"])
+            assert instance.get_dynamic_partitions(RUNS.name) == ["b", "c"]
+            assert instance.has_dynamic_partition(RUNS.name, "d")
+            assert instance.get_dynamic_partitions(RUNS.name) == ["b", "c", "d"]
+        assert reads == [RUNS.name] * 4
+        assert instance.get_dynamic_partitions(RUNS.name) == ["b", "c", "d"]
+        assert reads == [RUNS.name] * 5
+        assert "has_dynamic_partition" not in vars(instance)
 
         reads.clear()
         result = evaluate_conditions(dg.Definitions(assets=[asset]), instance, None)
-        assert result.get_requested_partitions(asset.key) == {"a", "b", "c"}
+        assert result.get_requested_partitions(asset.key) == {"b", "c", "d"}
         assert reads == [RUNS.name]  # one read for the whole evaluation

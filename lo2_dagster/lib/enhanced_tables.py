@@ -104,7 +104,7 @@ def enhance_events(events: pl.DataFrame | pl.LazyFrame, templates: Templates,
 
 
 def sequence_tables(sequences: pl.DataFrame, events: pl.LazyFrame, allowlist: Allowlist,
-                    chunk_rows: int = 250_000) -> Iterator[pa.Table]:
+                    chunk_rows: int = 100_000) -> Iterator[pa.Table]:
     """``lo2/sequences_enhanced`` for one run, as Arrow tables of complete sequences.
 
     ``sequences`` are the run's raw sequences (id, joined message, label, span); ``events`` its
