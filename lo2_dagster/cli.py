@@ -88,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with settings.fewer_full_collections():  # imports and definitions included
+            return int(args.func(args) or 0)
     except settings.InstanceConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

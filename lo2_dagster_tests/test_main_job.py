@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from lo2_dagster import settings
 from lo2_dagster.defs.runs import RUNS
@@ -233,3 +234,25 @@ def test_the_commands_set_how_polars_allocator_returns_memory(monkeypatch):
         [sys.executable, "-c", "import sys, lo2_dagster.cli; print('polars' in sys.modules)"],
         capture_output=True, text=True, check=True)
     assert probe.stdout.strip() == "False"
+
+
+def test_the_run_command_makes_fewer_full_garbage_collections_and_restores_the_setting():
+    """Within ``fewer_full_collections`` the oldest generation is collected at most once per
+    FULL_COLLECTION_EVERY middle-generation collections (never more often than before); the
+    process's thresholds are restored afterwards, also after an error."""
+    import gc
+
+    before = gc.get_threshold()
+    with settings.fewer_full_collections():
+        young, middle, old = gc.get_threshold()
+        assert (young, middle) == before[:2]
+        assert old == max(before[2], settings.FULL_COLLECTION_EVERY)
+    assert gc.get_threshold() == before
+    gc.set_threshold(before[0], before[1], 1000)
+    try:
+        with pytest.raises(RuntimeError), settings.fewer_full_collections(every=50):
+            assert gc.get_threshold()[2] == 1000  # already rarer: kept
+            raise RuntimeError("a failing command")
+        assert gc.get_threshold() == (before[0], before[1], 1000)
+    finally:
+        gc.set_threshold(*before)
