@@ -7,6 +7,7 @@ from datetime import datetime
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from lo2_dagster.lib import loader
 from lo2_dagster.lib.layout import LayoutError
@@ -306,3 +307,63 @@ def test_a_run_without_a_readable_log_loads_empty(write_run, tmp_path):
     assert "correct/light-oauth2-oauth2-token-1.log/" in loaded.layout.ignored
     assert len(loaded.layout.outside_root) == 1 and loaded.events.is_empty()
     assert loaded.events.schema == pl.Schema(loader.EVENT_SCHEMA)
+
+
+def test_header_fields_are_what_the_header_pattern_captures_on_any_line():
+    """``header_fields`` cuts the header's groups out of the match instead of capturing them:
+    on real-looking and on hostile lines (blank or repeated correlation ids, ids that are
+    level names or ``-``, runs of spaces, tabs and no-break spaces, brackets and non-ASCII in
+    threads, a header that ends the line, Unicode digits, truncated times), every field and
+    the message equal ``str.extract_groups(HEADER_PATTERN)``'s, nulls included."""
+    import random
+
+    from lo2_dagster.lib.loader import HEADER_FIELDS, HEADER_PATTERN, header_fields
+
+    rnd = random.Random(17)
+    pieces = [" ", "  ", "\t", "\u00a0", "-", " - ", "]", "[", "INFO", "WARN", "ERROR", "DEBUG",
+              "TRACE", "FATAL", "INFOX", "c.n.o.Handler", "handleRequest", "abc123", "日本", "é",
+              "12", ":", ".", "x", ""]
+    levels = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "INFOX", "info"]
+
+    def digits(n: int) -> str:
+        return "".join(rnd.choice("0123456789\u0663") for _ in range(n))
+
+    def hostile() -> str:
+        time_of_day = f"{digits(2)}:{digits(2)}:{digits(2)}.{digits(3)}"
+        if rnd.random() < 0.1:
+            time_of_day = time_of_day[:rnd.randrange(len(time_of_day))]
+        parts = [time_of_day, rnd.choice([" [", " [ ", "[", " [["]),
+                 "".join(rnd.choice(pieces) for _ in range(rnd.randrange(4))), "]"]
+        parts += [rnd.choice(pieces) for _ in range(rnd.randrange(9))]
+        return "".join(parts)
+
+    def header_like(valid: bool) -> str:
+        def spaces() -> str:
+            return " " * rnd.choice([1, 1, 1, 2, 3])
+
+        def pick(good: list[str], bad: list[str]) -> str:
+            return rnd.choice(good if valid else good + bad)
+        return "".join([
+            f"{digits(2)}:{digits(2)}:{digits(2)}.{digits(3)} [",
+            pick(["main", "XNIO-1 task-2", "日本", " ", ""], ["é]x", "a b ]"]), "]", spaces(),
+            pick(["", "abc", "-", "INFO", "日本", "x-y"], ["a\u00a0b", "a\tb"]), spaces(),
+            pick(levels[:6], levels[6:]), spaces(), rnd.choice(["c.n.X", "-", "INFO", "日本"]),
+            spaces(), rnd.choice(["m", "-", "handle"]),
+            pick([" -", " - "], ["  - ", " -x", " -\t"]),
+            rnd.choice(["", "msg", " - more", "x]y", "INFO a b - c", "\u00a0"]),
+        ])
+
+    lines = [hostile() for _ in range(20_000)] + [header_like(valid=i % 2 == 0)
+                                                   for i in range(40_000)] + [""]
+    frame = pl.DataFrame({"line": lines})
+    expected = (
+        frame.with_columns(pl.col("line").str.extract_groups(HEADER_PATTERN).alias("h"))
+        .unnest("h")
+        .with_columns(pl.col("line").str.slice(pl.col("head").str.len_chars()).alias("message"))
+        .drop("head")
+    )
+    got = header_fields(frame.lazy()).collect()
+    assert got.columns == ["line", *HEADER_FIELDS] == expected.columns
+    assert expected["level"].is_not_null().sum() > 12_000  # many lines are headers
+    assert (expected["correlation_id"] == "").sum() > 500  # and many have no correlation id
+    assert_frame_equal(got, expected)
