@@ -231,7 +231,10 @@ def _wanted_type(context: dg.InputContext) -> Any:
 
 
 #: The same Parquet settings for local and remote roots.
-_PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "statistics": True}
+#: zstd at level 1 (polars' default is 3; pyarrow's, for ``Batches``, is 1): a run's enhanced
+#: events are written in 0.52 s instead of 0.60 s, 4% larger (14.3 MB instead of 13.7 MB).
+_PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 1,
+                                    "statistics": True}
 
 
 @functools.cache
