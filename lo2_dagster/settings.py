@@ -210,8 +210,8 @@ def return_freed_memory() -> None:
 #: quarter of the old objects are new) `lo2-dagster run` on 1.79 M lines made 8 of them, 1.0 s
 #: of 1.3 s of collection; one per 100 made 1, 0.46 s in all, at the same peak memory (only
 #: garbage in reference cycles waits longer; docs/benchmarks.md). The commands set it around
-#: their whole work (``cli.main``). Pythons from 3.14 collect the
-#: old generation incrementally and ignore this threshold.
+#: their whole work (``cli.main``). A Python whose collector is incremental (CPython's design
+#: for 3.14) ignores this third threshold: nothing changes there.
 FULL_COLLECTION_EVERY = 100
 
 

@@ -82,14 +82,17 @@ def partitions_read_once(instance: dg.DagsterInstance) -> Iterator[None]:
     read, has, add, delete = (instance.get_dynamic_partitions, instance.has_dynamic_partition,
                               instance.add_dynamic_partitions, instance.delete_dynamic_partition)
     known: dict[str, list[str]] = {}
+    known_sets: dict[str, frozenset[str]] = {}
 
     def get_dynamic_partitions(partitions_def_name: str) -> Sequence[str]:
         if partitions_def_name not in known:
             known[partitions_def_name] = list(read(partitions_def_name))
+            known_sets[partitions_def_name] = frozenset(known[partitions_def_name])
         return known[partitions_def_name]
 
     def has_dynamic_partition(partitions_def_name: str, partition_key: str) -> bool:
-        if partition_key in get_dynamic_partitions(partitions_def_name):
+        get_dynamic_partitions(partitions_def_name)
+        if partition_key in known_sets[partitions_def_name]:
             return True
         if not has(partitions_def_name, partition_key):
             return False
