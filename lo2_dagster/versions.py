@@ -73,26 +73,24 @@ def partitions_read_once(instance: dg.DagsterInstance) -> Iterator[None]:
     in the block are applied to what it read; a key it does not know is looked up again (added
     by another process meanwhile). Nested blocks share the outer block's reads.
     """
-    methods = ("get_dynamic_partitions", "has_dynamic_partition", "get_existing_dynamic_partitions",
-               "add_dynamic_partitions", "delete_dynamic_partition")
     if getattr(vars(instance).get("get_dynamic_partitions"), "_lo2_read_once", False):
         yield  # an outer block reads for this one
         return
-    own = {name: vars(instance)[name] for name in methods if name in vars(instance)}
     read, has, add, delete = (instance.get_dynamic_partitions, instance.has_dynamic_partition,
                               instance.add_dynamic_partitions, instance.delete_dynamic_partition)
-    known: dict[str, list[str]] = {}
-    known_sets: dict[str, frozenset[str]] = {}
+    known: dict[str, tuple[list[str], frozenset[str]]] = {}  # name -> keys, in order and as a set
 
-    def get_dynamic_partitions(partitions_def_name: str) -> Sequence[str]:
+    def keys(partitions_def_name: str) -> tuple[list[str], frozenset[str]]:
         if partitions_def_name not in known:
-            known[partitions_def_name] = list(read(partitions_def_name))
-            known_sets[partitions_def_name] = frozenset(known[partitions_def_name])
+            read_keys = list(read(partitions_def_name))
+            known[partitions_def_name] = read_keys, frozenset(read_keys)
         return known[partitions_def_name]
 
+    def get_dynamic_partitions(partitions_def_name: str) -> Sequence[str]:
+        return keys(partitions_def_name)[0]
+
     def has_dynamic_partition(partitions_def_name: str, partition_key: str) -> bool:
-        get_dynamic_partitions(partitions_def_name)
-        if partition_key in known_sets[partitions_def_name]:
+        if partition_key in keys(partitions_def_name)[1]:
             return True
         if not has(partitions_def_name, partition_key):
             return False
@@ -115,12 +113,13 @@ def partitions_read_once(instance: dg.DagsterInstance) -> Iterator[None]:
     replacements = {f.__name__: f for f in (
         get_dynamic_partitions, has_dynamic_partition, get_existing_dynamic_partitions,
         add_dynamic_partitions, delete_dynamic_partition)}
+    own = {name: vars(instance)[name] for name in replacements if name in vars(instance)}
     for name, function in replacements.items():
         setattr(instance, name, function)
     try:
         yield
     finally:
-        for name in methods:
+        for name in replacements:
             if name in own:
                 setattr(instance, name, own[name])
             else:

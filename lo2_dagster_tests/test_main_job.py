@@ -256,3 +256,35 @@ def test_the_run_command_makes_fewer_full_garbage_collections_and_restores_the_s
         assert gc.get_threshold() == (before[0], before[1], 1000)
     finally:
         gc.set_threshold(*before)
+
+
+def test_the_dagster_runs_of_a_command_do_not_query_the_run_partitions(tmp_path):
+    """`materialize_all` reads the run partitions once (``partitions_read_once``): the steps'
+    contexts and metadata, which ask whether their partition exists, and the evaluations get
+    their answers from that read, not from the storage (a query and, on SQLite, a connection
+    each)."""
+    @dg.asset(partitions_def=RUNS)
+    def per_run(context: dg.AssetExecutionContext) -> int:
+        context.add_output_metadata({"run": context.partition_key})
+        return len(context.partition_keys)
+
+    definitions = dg.Definitions(
+        assets=[per_run],
+        resources={"io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path))},
+    )
+    with dg.DagsterInstance.ephemeral() as instance:
+        storage = instance.event_log_storage
+        asked: list[str] = []
+        storage_has = storage.has_dynamic_partition
+
+        def counting(partitions_def_name: str, partition_key: str) -> bool:
+            asked.append(partition_key)
+            return storage_has(partitions_def_name, partition_key)
+
+        storage.has_dynamic_partition = counting  # type: ignore[method-assign]
+        outcomes = materialize_all(definitions, instance, ["r1", "r2"], report=lambda _: None,
+                                   force=True)
+        assert [(o.partition, o.success) for o in outcomes] == [("r1", True), ("r2", True)]
+        assert asked == []
+        assert instance.has_dynamic_partition(RUNS.name, "r1")  # the storage again, afterwards
+        assert asked == ["r1"]
